@@ -1,0 +1,85 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/unlearnlib/unlearnlib/blob/main/notebooks/01_train_original.ipynb)
+#
+# # 01 · Train the original model
+#
+# The model every unlearning method starts from: a CIFAR ResNet-18 trained on the whole training set of a scenario's split (retain + forget), for one seed. The checkpoint is saved as safetensors with its metadata (architecture, split fingerprint, config hash, git commit) and reused by the later notebooks whenever that metadata matches.
+
+# %% [markdown]
+# **Set-up.** In Colab this installs unlearnlib with its notebook extras (Colab's own torch is
+# kept); anywhere else it does nothing.
+
+# %%
+import sys
+if "google.colab" in sys.modules:
+    import subprocess
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q",
+                    "unlearnlib[notebooks] @ git+https://github.com/unlearnlib/unlearnlib"], check=True)
+
+# %% [markdown]
+# **Imports.** Everything algorithmic comes from `unlearnlib`; this notebook only calls and plots.
+# The last line records the names defined so far, so that a misspelled papermill parameter
+# (`-p sede 2`) is caught below instead of being silently ignored.
+
+# %%
+from unlearnlib.notebook import check_parameters
+from unlearnlib.study import get_original
+from unlearnlib.metrics import accuracy
+from unlearnlib.report import plot_training_history, save_figure
+_before = set(globals())
+
+# %% [markdown]
+# **Parameters** (papermill: `-p name value`). `profile="auto"` picks `paper` on a GPU and
+# `quick` on a CPU. Paths are relative to the project root.
+
+# %% tags=["parameters"]
+scenario = "rb"        # "rb" (CIFAR-10, removing bias) or "rc" (Tiny-ImageNet-20, resolving confusion)
+seed = 0               # split and training seed
+profile = "auto"       # "auto", "quick" (2 CPU cores) or "paper" (full size, GPU)
+data_dir = None        # folder with the offline archives; None: UNLEARNLIB_DATA, ../shared/data, or download
+run_dir = None         # checkpoints and results; None: runs/<profile>
+figures_dir = "figures"
+_declared = set(globals()) - _before
+
+# %% [markdown]
+# **Validate the parameters** before any compute: an unknown name, scenario, profile or a bad
+# seed stops here with a `ValueError` naming the value and what is allowed.
+
+# %%
+P = check_parameters(globals(), _before, _declared)
+P
+
+# %% [markdown]
+# **Train, or load the matching checkpoint.** The split is built from the seed; its fingerprint
+# travels with the checkpoint.
+
+# %%
+model, split, meta = get_original(P["scenario"], P["seed"], P["profile"], P["run_dir"], P["data_dir"])
+print(split.description)
+print(f"fingerprint {split.fingerprint[:16]}…, trained in {meta['seconds']:.1f} s on {meta['device']}")
+
+# %% [markdown]
+# **Accuracies** of the original model on its retain, forget and test sets.
+
+# %%
+{name: round(100 * accuracy(model, getattr(split, name)), 2) for name in ("retain", "forget", "test")}
+
+# %% [markdown]
+# **Training curve**, from the history stored in the checkpoint.
+
+# %%
+fig = plot_training_history(meta["history"], f"original model, {split.scenario.upper()} seed {split.seed} ({P['profile']})")
+save_figure(fig, P["figures_dir"], f"01_training_{P['scenario']}_{P['profile']}")

@@ -1,0 +1,94 @@
+"""Command line: ``python -m unlearnlib run-all | train | bench``."""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+NOTEBOOKS = ["01_train_original", "02_rb_cifar10", "03_rc_scrub", "04_loss_curves", "05_saliency",
+             "06_privacy"]
+
+
+def _root() -> Path:
+    return Path(__file__).resolve().parent.parent
+
+
+def run_all(profile: str, run_dir: str | None, data_dir: str | None, seeds: list[int] | None,
+            kernel: str | None) -> int:
+    """Execute the notebook series in order with papermill under one run folder."""
+    try:
+        import papermill as pm
+    except ImportError:
+        print("run-all needs papermill: pip install 'unlearnlib[notebooks]'", file=sys.stderr)
+        return 2
+    from tqdm.auto import tqdm
+    from .profiles import get_profile
+    get_profile(profile)
+    run = Path(run_dir or f"runs/{profile}").resolve()
+    out_nb, figs, tables = run / "notebooks", run / "figures", run / "results"
+    for d in (out_nb, figs, tables):
+        d.mkdir(parents=True, exist_ok=True)
+    src = _root() / "notebooks"
+    t0 = time.perf_counter()
+    bar = tqdm(NOTEBOOKS, desc=f"run-all ({profile})", unit="notebook")
+    for name in bar:
+        bar.set_postfix_str(name)
+        params = {"profile": profile, "run_dir": str(run), "figures_dir": str(figs),
+                  "data_dir": data_dir}
+        if name not in ("01_train_original", "04_loss_curves"):
+            params["results_dir"] = str(tables)
+        if seeds is not None and name not in ("01_train_original", "05_saliency"):
+            params["seeds"] = seeds
+        pm.execute_notebook(str(src / f"{name}.ipynb"), str(out_nb / f"{name}.ipynb"),
+                            parameters=params, cwd=str(src), progress_bar=False,
+                            kernel_name=kernel)
+    secs = time.perf_counter() - t0
+    print(f"\nrun-all ({profile}) finished in {secs / 60:.1f} min")
+    print(f"  executed notebooks: {out_nb}")
+    print(f"  figures:            {figs}")
+    print(f"  tables:             {tables}")
+    print(f"  results store:      {run / 'results.jsonl'}")
+    print(f"  checkpoints:        {run / 'checkpoints'}")
+    return 0
+
+
+def train_cmd(scenario: str, seed: int, profile: str, run_dir: str | None, data_dir: str | None) -> int:
+    from .metrics import accuracy
+    from .study import get_original
+    model, split, meta = get_original(scenario, seed, profile, run_dir or f"runs/{profile}", data_dir)
+    print(split.description)
+    print(f"trained in {meta['seconds']:.1f} s on {meta['device']}")
+    for part in ("retain", "forget", "test"):
+        print(f"  {part:6s} accuracy {100 * accuracy(model, getattr(split, part)):.2f}%")
+    return 0
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m unlearnlib", description=__doc__)
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    a = sub.add_parser("run-all", help="run the whole notebook series with papermill")
+    a.add_argument("--profile", default="quick", choices=["quick", "paper"])
+    a.add_argument("--run-dir", default=None, help="output folder (default runs/<profile>)")
+    a.add_argument("--data-dir", default=None, help="folder with the offline archives")
+    a.add_argument("--seeds", type=int, nargs="+", default=None)
+    a.add_argument("--kernel", default=None, help="Jupyter kernel name (default: the notebook's)")
+    t = sub.add_parser("train", help="train (or load) the original model and print its accuracies")
+    t.add_argument("--scenario", default="rb", choices=["rb", "rc"])
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--profile", default="quick", choices=["quick", "paper"])
+    t.add_argument("--run-dir", default=None)
+    t.add_argument("--data-dir", default=None)
+    b = sub.add_parser("bench", help="speed benchmark (see unlearnlib.bench)")
+    b.add_argument("rest", nargs=argparse.REMAINDER)
+    args = ap.parse_args(argv)
+    if args.cmd == "run-all":
+        return run_all(args.profile, args.run_dir, args.data_dir, args.seeds, args.kernel)
+    if args.cmd == "train":
+        return train_cmd(args.scenario, args.seed, args.profile, args.run_dir, args.data_dir)
+    from .bench import main as bench_main
+    return bench_main(args.rest)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

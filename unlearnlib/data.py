@@ -1,0 +1,242 @@
+"""Data sets as cached uint8 tensors, and batched augmentation on the model's device.
+
+Sources, in order:
+
+1. ``data_dir`` argument, 2. the ``UNLEARNLIB_DATA`` environment variable, 3. a ``shared/data``
+folder beside the checkout (``../shared/data``): the offline zip archives, checked against
+their known sha256. 4. Otherwise, with internet: torchvision's ``CIFAR10(download=True)``, or
+the standard ``tiny-imagenet-200.zip`` (first 20 classes in sorted WordNet-id order).
+
+Each set is decoded once into an ``N x 3 x H x W`` uint8 tensor and cached as safetensors under
+``UNLEARNLIB_CACHE`` (default ``~/.cache/unlearnlib``). The cache is written atomically, only
+after a full, checksum-verified decode, so a bad archive never poisons it.
+"""
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .io import atomic_write_bytes
+
+__all__ = ["DATASETS", "LabelledImages", "load_dataset", "find_data_dir", "cache_dir",
+           "augment", "to_float", "DataError"]
+
+# name -> (parts, archive per part, sha256 of archive, folder inside archive, mean, std)
+DATASETS = {
+    "cifar10": {
+        "parts": {"train": ("cifar10-train.zip", "cifar10/train/"),
+                  "test": ("cifar10-test.zip", "cifar10/test/")},
+        "num_classes": 10, "size": 32,
+        "mean": (0.4914, 0.4822, 0.4465), "std": (0.2470, 0.2435, 0.2616),
+    },
+    "tiny-imagenet-20": {
+        "parts": {"train": ("tiny-imagenet-20.zip", "tiny-imagenet-20/train/"),
+                  "val": ("tiny-imagenet-20.zip", "tiny-imagenet-20/val/")},
+        "num_classes": 20, "size": 64,
+        "mean": (0.4802, 0.4481, 0.3975), "std": (0.2770, 0.2691, 0.2821),
+    },
+}
+SHA256 = {
+    "cifar10-test.zip": "e5dc125866d1ffdc2b98860fd1d7f5a126d61041b1a59caa7536824b8a7c3aca",
+    "cifar10-train.zip": "66772d9f54d33269806b49ef48e7831f8eceb21ba2477dc657860f06bbb3b971",
+    "tiny-imagenet-20.zip": "9f54187e14e8ac347f1cb81f943d33d61b97c5c7c0f1968c632908eb032882c6",
+}
+TINY_IMAGENET_URL = "http://cs231n.stanford.edu/tiny-imagenet-200.zip"
+CACHE_VERSION = "1"
+
+
+class DataError(RuntimeError):
+    """A data set could not be found, verified or decoded."""
+
+
+@dataclass
+class LabelledImages:
+    """Images (N x 3 x H x W, uint8 or float in [0, 1]) and int64 labels, on one device."""
+    images: torch.Tensor
+    labels: torch.Tensor
+
+    def __post_init__(self):
+        if self.images.ndim != 4 or self.labels.ndim != 1 or len(self.images) != len(self.labels):
+            raise ValueError(f"need images N x C x H x W and labels N, got "
+                             f"{tuple(self.images.shape)} and {tuple(self.labels.shape)}")
+
+    def __len__(self):
+        return len(self.labels)
+
+    def to(self, device) -> "LabelledImages":
+        return LabelledImages(self.images.to(device), self.labels.to(device))
+
+    def subset(self, idx) -> "LabelledImages":
+        idx = torch.as_tensor(idx, dtype=torch.long, device=self.labels.device)
+        return LabelledImages(self.images[idx], self.labels[idx])
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("UNLEARNLIB_CACHE", Path.home() / ".cache" / "unlearnlib"))
+
+
+def find_data_dir(data_dir=None) -> Path | None:
+    """The folder holding the offline archives, or ``None`` (then downloads are used)."""
+    if data_dir is not None:
+        p = Path(data_dir)
+        if not p.is_dir():
+            raise DataError(f"data_dir {str(p)!r} is not a folder")
+        return p
+    if os.environ.get("UNLEARNLIB_DATA"):
+        p = Path(os.environ["UNLEARNLIB_DATA"])
+        if not p.is_dir():
+            raise DataError(f"UNLEARNLIB_DATA={str(p)!r} is not a folder")
+        return p
+    for base in (Path(__file__).resolve().parents[2], Path.cwd().parent, Path.cwd().parent.parent):
+        p = base / "shared" / "data"
+        if p.is_dir():
+            return p
+    return None
+
+
+_SHA_MEMO: dict[tuple, str] = {}
+
+
+def _sha256(path: Path) -> str:
+    st = path.stat()
+    key = (str(path), st.st_size, st.st_mtime_ns)
+    if key not in _SHA_MEMO:
+        h = hashlib.sha256()
+        with open(path, "rb") as f:
+            for chunk in iter(lambda: f.read(1 << 22), b""):
+                h.update(chunk)
+        _SHA_MEMO[key] = h.hexdigest()
+    return _SHA_MEMO[key]
+
+
+def _decode_zip(path: Path, prefix: str) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    from PIL import Image
+    try:
+        with zipfile.ZipFile(path) as zf:
+            names = sorted(n for n in zf.namelist() if n.startswith(prefix) and not n.endswith("/"))
+            classes = sorted({n[len(prefix):].split("/")[0] for n in names})
+            index = {c: i for i, c in enumerate(classes)}
+            images, labels = [], []
+            for n in names:
+                with Image.open(io.BytesIO(zf.read(n))) as im:
+                    images.append(np.asarray(im.convert("RGB")))
+                labels.append(index[n[len(prefix):].split("/")[0]])
+    except (zipfile.BadZipFile, OSError, KeyError) as e:
+        raise DataError(f"could not read {path}: {e}. The archive is damaged: delete it and "
+                        f"copy or download it again.") from e
+    if not names:
+        raise DataError(f"{path} holds no images under {prefix!r}")
+    return np.stack(images).transpose(0, 3, 1, 2).copy(), np.asarray(labels, np.int64), classes
+
+
+def _download(name: str, part: str, root: Path) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """The online path: torchvision's CIFAR-10, or the standard Tiny-ImageNet-200 zip."""
+    if name == "cifar10":
+        from torchvision.datasets import CIFAR10
+        ds = CIFAR10(root=str(root), train=(part == "train"), download=True)
+        return ds.data.transpose(0, 3, 1, 2).copy(), np.asarray(ds.targets, np.int64), list(ds.classes)
+    from torchvision.datasets.utils import download_and_extract_archive
+    base = root / "tiny-imagenet-200"
+    if not base.is_dir():
+        download_and_extract_archive(TINY_IMAGENET_URL, str(root))
+    wnids = sorted((base / "wnids.txt").read_text().split())[:20]
+    from PIL import Image
+    files, labels = [], []
+    if part == "train":
+        for i, w in enumerate(wnids):
+            for f in sorted((base / "train" / w / "images").glob("*.JPEG")):
+                files.append(f)
+                labels.append(i)
+    else:
+        ann = [line.split("\t")[:2] for line in (base / "val" / "val_annotations.txt").read_text().splitlines()]
+        for f, w in sorted(ann):
+            if w in wnids:
+                files.append(base / "val" / "images" / f)
+                labels.append(wnids.index(w))
+    images = np.stack([np.asarray(Image.open(f).convert("RGB")) for f in files])
+    return images.transpose(0, 3, 1, 2).copy(), np.asarray(labels, np.int64), wnids
+
+
+def load_dataset(name: str, part: str, data_dir=None, cache=None) -> tuple[LabelledImages, list[str]]:
+    """Load ``part`` of data set ``name`` as uint8 tensors (CPU) plus the class names.
+
+    ``name``: ``"cifar10"`` (parts ``train``, ``test``) or ``"tiny-imagenet-20"`` (``train``,
+    ``val``). The first call decodes and caches; later calls read the cache.
+    """
+    if name not in DATASETS:
+        raise ValueError(f"unknown dataset {name!r}; allowed: {', '.join(DATASETS)}")
+    parts = DATASETS[name]["parts"]
+    if part not in parts:
+        raise ValueError(f"dataset {name!r} has no part {part!r}; allowed: {', '.join(parts)}")
+    from safetensors.torch import load_file, save
+    archive, prefix = parts[part]
+    root = find_data_dir(data_dir)
+    cdir = Path(cache) if cache is not None else cache_dir()
+    if root is not None:
+        path = root / archive
+        if not path.is_file():
+            raise DataError(f"{archive} not found in {root} (looked for {path}); allowed data "
+                            f"sets there: {', '.join(sorted(SHA256))}")
+        sha = _sha256(path)
+        if sha != SHA256[archive]:
+            raise DataError(f"{path} has sha256 {sha[:16]}..., expected {SHA256[archive][:16]}...: "
+                            f"the file is corrupted or truncated. Delete it and copy or download "
+                            f"it again.")
+        key = sha[:16]
+    else:
+        key = "download"
+    cfile = cdir / f"{name}-{part}-{key}-v{CACHE_VERSION}.safetensors"
+    if cfile.is_file():
+        try:
+            t = load_file(str(cfile))
+            classes = t.pop("__classes__").numpy().tobytes().decode().split("\n")
+            return LabelledImages(t["images"], t["labels"]), classes
+        except Exception:  # a damaged cache is rebuilt, never trusted
+            cfile.unlink(missing_ok=True)
+    if root is not None:
+        images, labels, classes = _decode_zip(path, prefix)
+    else:
+        try:
+            images, labels, classes = _download(name, part, cdir / "downloads")
+        except Exception as e:
+            raise DataError(f"no offline archive for {name!r} (set data_dir or UNLEARNLIB_DATA to "
+                            f"a folder with {archive}) and the download failed: {e}") from e
+    tensors = {"images": torch.from_numpy(images), "labels": torch.from_numpy(labels),
+               "__classes__": torch.frombuffer(bytearray("\n".join(classes).encode()), dtype=torch.uint8)}
+    cdir.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(cfile, save(tensors, metadata={"dataset": name, "part": part, "source": key}))
+    return LabelledImages(tensors["images"], tensors["labels"]), classes
+
+
+def to_float(images: torch.Tensor) -> torch.Tensor:
+    """uint8 images to float in [0, 1]; float images pass through."""
+    return images.float().div_(255) if images.dtype == torch.uint8 else images.float()
+
+
+def augment(x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Random crop with zero padding (H/8 pixels) and horizontal flip, batched, on x's device.
+
+    ``x`` is a float batch N x C x H x W; the random draws come from ``generator`` (on the
+    same device as ``x``), so an epoch's augmentation is reproducible from the seed.
+    """
+    n, _, h, w = x.shape
+    pad = max(1, h // 8)
+    dev = x.device
+    padded = F.pad(x, (pad, pad, pad, pad))
+    dy = torch.randint(0, 2 * pad + 1, (n,), device=dev, generator=generator)
+    dx = torch.randint(0, 2 * pad + 1, (n,), device=dev, generator=generator)
+    rows = (torch.arange(h, device=dev)[None, :] + dy[:, None])[:, None, :, None]
+    cols = (torch.arange(w, device=dev)[None, :] + dx[:, None])[:, None, None, :]
+    batch = torch.arange(n, device=dev)[:, None, None, None]
+    chan = torch.arange(x.shape[1], device=dev)[None, :, None, None]
+    out = padded[batch, chan, rows, cols]
+    flip = torch.rand(n, device=dev, generator=generator) < 0.5
+    return torch.where(flip[:, None, None, None], out.flip(3), out)

@@ -1,0 +1,73 @@
+"""Helpers for the notebook series: parameter validation and where things go.
+
+A notebook records ``before = set(globals())`` just ahead of its ``parameters`` cell; the cell
+after (papermill puts injected parameters between them) calls :func:`check_parameters`, which
+refuses names the notebook does not declare, so ``-p sede 2`` fails instead of silently
+running with the default seed.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+
+from .profiles import PROFILES
+from .splits import SCENARIOS, validate_seed
+
+__all__ = ["check_parameters", "project_root", "in_colab"]
+
+
+def in_colab() -> bool:
+    try:
+        import google.colab  # noqa: F401
+        return True
+    except ImportError:
+        return False
+
+
+def project_root() -> Path:
+    """The checkout holding ``pyproject.toml`` above the working folder, else the working folder."""
+    here = Path.cwd().resolve()
+    for p in (here, *here.parents):
+        if (p / "pyproject.toml").is_file() and (p / "unlearnlib").is_dir():
+            return p
+    return here
+
+
+def check_parameters(namespace: dict, before: set, declared) -> dict:
+    """Validate a notebook's parameters; returns them resolved (paths, profile, seeds).
+
+    ``declared`` holds the names the parameters cell defines. Unknown injected names, an unknown
+    scenario or profile, and bad seeds raise ``ValueError`` naming the value and what is allowed.
+    """
+    unknown = sorted(n for n in set(namespace) - before - set(declared) if not n.startswith("_"))
+    if unknown:
+        raise ValueError(f"unknown parameter(s) {unknown}; this notebook accepts: {', '.join(sorted(declared))}")
+    p = {k: namespace[k] for k in sorted(declared)}
+    if "scenario" in p and p["scenario"] not in SCENARIOS:
+        raise ValueError(f"unknown scenario {p['scenario']!r}; allowed: {', '.join(SCENARIOS)}")
+    if "profile" in p:
+        if p["profile"] == "auto":
+            p["profile"] = "paper" if torch.cuda.is_available() else "quick"
+        if p["profile"] not in PROFILES:
+            raise ValueError(f"unknown profile {p['profile']!r}; allowed: auto, {', '.join(PROFILES)}")
+    if p.get("seed") is not None:
+        p["seed"] = validate_seed(p["seed"])
+    if "seeds" in p:
+        seeds = p["seeds"]
+        if p.get("seed") is not None:
+            seeds = [p["seed"]]
+        elif seeds is None:
+            seeds = list(PROFILES[p["profile"]].seeds)
+        if isinstance(seeds, (str, bytes)) or not hasattr(seeds, "__iter__") or not list(seeds):
+            raise ValueError(f"seeds must be a non-empty list of non-negative integers, got {seeds!r}")
+        p["seeds"] = [validate_seed(s) for s in seeds]
+    root = project_root()
+    for key, default in (("run_dir", None), ("figures_dir", "figures"), ("results_dir", "results")):
+        if key in p:
+            val = p[key] if p[key] is not None else (default or os.path.join("runs", p.get("profile", "quick")))
+            path = Path(val)
+            p[key] = path if path.is_absolute() else root / path
+            p[key].mkdir(parents=True, exist_ok=True)
+    return p

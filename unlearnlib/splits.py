@@ -1,0 +1,178 @@
+"""The paper's two scenarios as seeded, fingerprinted splits.
+
+* ``"rb"``, removing bias (paper section 4.3): CIFAR-10. From the 50,000-image training pool the
+  seed draws 5,000 train and 1,000 validation images (500 + 100 per class). The forget set is 10%
+  of train, stratified: 50 per class. Retain is the other 4,500; test is the 1,000 validation
+  images. ``split.official_test()`` gives the 10,000-image CIFAR-10 test set.
+* ``"rc"``, resolving confusion (section 4.4): Tiny-ImageNet-20, 500 images per class split
+  450/50 by the seed. 100 class-0 training images are labelled 1 and 100 class-1 images are
+  labelled 0: those 200 are the forget set, with their wrong labels. Retain is the other 8,800;
+  test is the 1,000 held-out images. ``split.official_test()`` gives the 1,000 official val images.
+
+``profile="quick"`` keeps the same construction on fewer images per class (and 32x32
+Tiny-ImageNet), for 2 CPU cores. The ``fingerprint`` is a sha256 over the scenario, data set,
+sizes, chosen indices and labels: equal fingerprints mean equal splits.
+"""
+from __future__ import annotations
+
+import hashlib
+import numbers
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .data import DATASETS, LabelledImages, load_dataset
+
+__all__ = ["Split", "make_split", "SCENARIOS", "SPLIT_SIZES", "validate_seed", "validate_fraction"]
+
+SCENARIOS = {"rb": "cifar10", "rc": "tiny-imagenet-20"}
+_TEST_PART = {"rb": "test", "rc": "val"}
+# per profile and scenario: train images per class, test images per class, image size,
+# default forget fraction (RB: of each class's train images; RC: of classes 0 and 1, swapped)
+SPLIT_SIZES = {
+    "paper": {"rb": dict(train=500, test=100, size=32, forget_fraction=0.1),
+              "rc": dict(train=450, test=50, size=64, forget_fraction=100 / 450)},
+    "quick": {"rb": dict(train=60, test=20, size=32, forget_fraction=0.1),
+              "rc": dict(train=40, test=10, size=32, forget_fraction=0.25)},
+}
+
+
+def validate_seed(seed) -> int:
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
+        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+    return int(seed)
+
+
+def validate_fraction(fraction) -> float:
+    if isinstance(fraction, bool) or not isinstance(fraction, numbers.Real) \
+            or not np.isfinite(fraction) or not 0 < fraction < 1:
+        raise ValueError(f"forget_fraction must be a number in the open interval (0, 1), "
+                         f"got {fraction!r}")
+    return float(fraction)
+
+
+@dataclass
+class Split:
+    """Retain, forget and test sets (uint8 images, int64 labels) of one scenario and seed."""
+    scenario: str
+    seed: int
+    profile: str
+    dataset: str
+    num_classes: int
+    class_names: list
+    retain: LabelledImages
+    forget: LabelledImages
+    test: LabelledImages
+    forget_true_labels: torch.Tensor
+    indices: dict = field(repr=False)
+    description: str = ""
+    fingerprint: str = ""
+    data_dir: object = field(default=None, repr=False)
+
+    @property
+    def image_size(self) -> int:
+        return int(self.retain.images.shape[-1])
+
+    @property
+    def mean(self):
+        return DATASETS[self.dataset]["mean"]
+
+    @property
+    def std(self):
+        return DATASETS[self.dataset]["std"]
+
+    def official_test(self) -> LabelledImages:
+        """CIFAR-10's 10,000 test images (RB) or Tiny-ImageNet-20's 1,000 val images (RC)."""
+        data, _ = load_dataset(self.dataset, _TEST_PART[self.scenario], self.data_dir)
+        return LabelledImages(_resize(data.images, self.image_size), data.labels)
+
+    def to(self, device) -> "Split":
+        out = Split(**{**self.__dict__})
+        for name in ("retain", "forget", "test"):
+            setattr(out, name, getattr(self, name).to(device))
+        out.forget_true_labels = self.forget_true_labels.to(device)
+        return out
+
+    def summary(self) -> dict:
+        return {"scenario": self.scenario, "seed": self.seed, "profile": self.profile,
+                "dataset": self.dataset, "retain": len(self.retain), "forget": len(self.forget),
+                "test": len(self.test), "image_size": self.image_size,
+                "fingerprint": self.fingerprint}
+
+
+def _resize(images: torch.Tensor, size: int) -> torch.Tensor:
+    if images.shape[-1] == size:
+        return images
+    x = F.interpolate(images.float(), size=(size, size), mode="area")
+    return x.round_().clamp_(0, 255).to(torch.uint8)
+
+
+def _fingerprint(parts: dict) -> str:
+    h = hashlib.sha256()
+    for key in sorted(parts):
+        v = parts[key]
+        h.update(key.encode())
+        h.update(np.ascontiguousarray(v, dtype=np.int64).tobytes() if isinstance(v, np.ndarray)
+                 else repr(v).encode())
+    return h.hexdigest()
+
+
+def make_split(scenario: str, seed: int, data_dir=None, *, profile: str = "paper",
+               forget_fraction: float | None = None) -> Split:
+    """Build the seeded split of ``scenario`` (``"rb"`` or ``"rc"``); see the module docstring."""
+    if scenario not in SCENARIOS:
+        raise ValueError(f"unknown scenario {scenario!r}; allowed: {', '.join(SCENARIOS)}")
+    seed = validate_seed(seed)
+    if profile not in SPLIT_SIZES:
+        raise ValueError(f"unknown profile {profile!r}; allowed: {', '.join(SPLIT_SIZES)}")
+    sizes = SPLIT_SIZES[profile][scenario]
+    frac = validate_fraction(sizes["forget_fraction"] if forget_fraction is None else forget_fraction)
+    n_train, n_test = sizes["train"], sizes["test"]
+    n_forget = int(round(frac * n_train))
+    if not 0 < n_forget < n_train:
+        raise ValueError(f"forget_fraction {frac} gives {n_forget} forget images per class out of "
+                         f"{n_train}; need at least 1 and fewer than {n_train}")
+    dataset = SCENARIOS[scenario]
+    pool, classes = load_dataset(dataset, "train", data_dir)
+    labels = pool.labels.numpy()
+    rng = np.random.default_rng([seed, 0 if scenario == "rb" else 1])
+    train_idx, test_idx, forget_idx = [], [], []
+    for c in range(len(classes)):
+        members = np.flatnonzero(labels == c)
+        if len(members) < n_train + n_test:
+            raise ValueError(f"class {c} has {len(members)} images, fewer than {n_train + n_test}")
+        chosen = rng.permutation(members)[: n_train + n_test]
+        train_c, test_c = np.sort(chosen[:n_train]), np.sort(chosen[n_train:])
+        train_idx.append(train_c)
+        test_idx.append(test_c)
+        if scenario == "rb" or c in (0, 1):
+            forget_idx.append(np.sort(rng.choice(train_c, n_forget, replace=False)))
+    train_idx, test_idx = np.concatenate(train_idx), np.concatenate(test_idx)
+    forget_idx = np.concatenate(forget_idx)
+    retain_idx = np.setdiff1d(train_idx, forget_idx)
+    true_forget = labels[forget_idx]
+    forget_labels = true_forget.copy()
+    if scenario == "rc":  # swap: class-0 images labelled 1 and class-1 images labelled 0
+        forget_labels = np.where(true_forget == 0, 1, 0)
+    def take(idx, lab):
+        return LabelledImages(_resize(pool.images[torch.from_numpy(idx)], sizes["size"]),
+                              torch.from_numpy(lab.astype(np.int64)))
+
+    fp = _fingerprint({"scenario": scenario, "dataset": dataset, "size": sizes["size"],
+                       "retain": retain_idx, "forget": forget_idx, "test": test_idx,
+                       "retain_labels": labels[retain_idx], "forget_labels": forget_labels,
+                       "test_labels": labels[test_idx]})
+    what = ("removing bias: CIFAR-10, forget = {f} train images ({p:.0%} of each class)"
+            if scenario == "rb" else
+            "resolving confusion: Tiny-ImageNet-20, forget = {f} images of classes 0/1 with swapped labels")
+    desc = (f"{scenario.upper()} ({profile}), seed {seed}: " + what.format(f=len(forget_idx), p=frac)
+            + f"; retain {len(retain_idx)}, test {len(test_idx)}, {sizes['size']}x{sizes['size']}")
+    return Split(scenario=scenario, seed=seed, profile=profile, dataset=dataset,
+                 num_classes=len(classes), class_names=list(classes),
+                 retain=take(retain_idx, labels[retain_idx]), forget=take(forget_idx, forget_labels),
+                 test=take(test_idx, labels[test_idx]),
+                 forget_true_labels=torch.from_numpy(true_forget.astype(np.int64)),
+                 indices={"retain": retain_idx, "forget": forget_idx, "test": test_idx},
+                 description=desc, fingerprint=fp, data_dir=data_dir)

@@ -1,0 +1,178 @@
+"""The report series' data path: original model -> every method -> evaluate -> results store.
+
+``get_original`` and ``run_method`` reuse a checkpoint in ``run_dir/checkpoints`` when its
+metadata (scenario, seed, profile, split fingerprint, config hash, ...) matches, and train or
+unlearn again when it does not. ``run_scenario`` skips (method, seed) rows that the results
+store already has, so a disconnected run started again does only what is missing.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import warnings
+from pathlib import Path
+
+import torch
+
+from .checkpoints import CheckpointMismatch, load_checkpoint, save_checkpoint
+from .io import config_hash, git_commit, versions
+from .methods import METHODS, default_config, unlearn
+from .metrics import evaluate
+from .models import build_model
+from .profiles import get_profile
+from .results import ResultsStore
+from .splits import make_split
+from .train import seed_everything, train
+
+__all__ = ["default_device", "get_original", "run_method", "run_scenario", "load_unlearned",
+           "method_config", "RESULTS_FILE", "TABLE_METRICS"]
+
+RESULTS_FILE = "results.jsonl"
+TABLE_METRICS = ["retain_acc", "forget_acc", "test_acc", "mia_loss", "mia_efficacy", "avg_gap",
+                 "js_forget", "seconds", "cost_ratio"]
+
+
+def default_device() -> str:
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def _device_name(device) -> str:
+    d = torch.device(device)
+    return torch.cuda.get_device_name(d) if d.type == "cuda" else "cpu"
+
+
+def method_config(method: str, profile: str, **overrides):
+    """The method's config for ``profile``: library defaults, then the profile's, then yours."""
+    p = get_profile(profile)
+    base = dataclasses.asdict(p.train) if method == "retrain" else {}
+    return default_config(method, **{**base, **p.methods.get(method, {}), **overrides})
+
+
+def _ckpt(run_dir, name) -> Path:
+    return Path(run_dir) / "checkpoints" / f"{name}.safetensors"
+
+
+def _expect(split, profile, **extra) -> dict:
+    p = get_profile(profile)
+    return {"arch": "resnet18", "width": p.width, "num_classes": split.num_classes,
+            "dataset": split.dataset, "scenario": split.scenario, "seed": split.seed,
+            "profile": profile, "split_fingerprint": split.fingerprint, **extra}
+
+
+def _load_if_matching(path: Path, expect: dict, device):
+    if not path.is_file():
+        return None
+    try:
+        return load_checkpoint(path, expect=expect, device=device)
+    except CheckpointMismatch as e:
+        warnings.warn(f"{e}; training it again", stacklevel=3)
+        return None
+
+
+def get_original(scenario: str, seed: int, profile: str = "quick", run_dir="runs/default",
+                 data_dir=None, device=None, split=None, progress=None):
+    """The original model for (scenario, seed, profile): loaded if a matching checkpoint
+    exists, else trained on retain + forget and saved. Returns ``(model, split, meta)``."""
+    device = device or default_device()
+    p = get_profile(profile)
+    split = split or make_split(scenario, seed, data_dir, profile=profile)
+    cfg = p.train
+    expect = _expect(split, profile, method="original", config_hash=config_hash(dataclasses.asdict(cfg)))
+    path = _ckpt(run_dir, f"{scenario}-{profile}-seed{seed}-original")
+    hit = _load_if_matching(path, expect, device)
+    if hit is not None:
+        return hit[0], split, hit[1]
+    seed_everything(seed)
+    model = build_model("resnet18", split.num_classes, p.width, split.mean, split.std).to(device)
+    images = torch.cat([split.retain.images, split.forget.images])
+    labels = torch.cat([split.retain.labels, split.forget.labels])
+    import time
+    t0 = time.perf_counter()
+    history = train(model, images, labels, cfg, seed=seed, on_epoch_end=progress)
+    seconds = time.perf_counter() - t0
+    save_checkpoint(path, model, **expect, history=history, seconds=seconds,
+                    device=_device_name(device))
+    return model.eval(), split, load_checkpoint(path, expect=expect)[1]
+
+
+def load_unlearned(method: str, scenario: str, seed: int, profile: str, run_dir, split,
+                   device=None, **overrides):
+    """A stored unlearned model (or the original, for ``method="original"``), checked against the split."""
+    device = device or default_device()
+    if method == "original":
+        return get_original(scenario, seed, profile, run_dir, split=split, device=device)[0]
+    cfg = method_config(method, profile, **overrides)
+    expect = _expect(split, profile, method=method, config_hash=config_hash(dataclasses.asdict(cfg)))
+    return load_checkpoint(_ckpt(run_dir, f"{scenario}-{profile}-seed{seed}-{method}"),
+                           expect=expect, device=device)[0]
+
+
+def run_method(method: str, original, split, profile: str, run_dir, device=None, **overrides):
+    """Unlearn with ``method`` (or reuse its matching checkpoint). Returns ``(model, meta)``."""
+    device = device or default_device()
+    cfg = method_config(method, profile, **overrides)
+    chash = config_hash(dataclasses.asdict(cfg))
+    expect = _expect(split, profile, method=method, config_hash=chash)
+    path = _ckpt(run_dir, f"{split.scenario}-{profile}-seed{split.seed}-{method}")
+    hit = _load_if_matching(path, expect, device)
+    if hit is not None:
+        return hit
+    res = unlearn(method, original, split, cfg)
+    save_checkpoint(path, res.model, **expect, history=res.history, seconds=res.seconds,
+                    diverged=res.diverged, rewound_epoch=res.rewound_epoch,
+                    config=res.config, device=_device_name(device))
+    return load_checkpoint(path, expect=expect, device=device)
+
+
+def run_scenario(scenario: str, seeds, profile: str = "quick", methods=None, run_dir="runs/default",
+                 data_dir=None, device=None, overrides: dict | None = None, progress: bool = True) -> list[dict]:
+    """Original model, every method and ``evaluate`` for each seed; one stored row per (method, seed).
+
+    Rows already in ``run_dir/results.jsonl`` with the same key are kept and not recomputed.
+    Returns the rows of this scenario, profile and these seeds.
+    """
+    from tqdm.auto import tqdm
+    device = device or default_device()
+    methods = list(methods or METHODS)
+    unknown = [m for m in methods if m not in METHODS]
+    if unknown:
+        raise ValueError(f"unknown method(s) {unknown}; allowed: {', '.join(METHODS)}")
+    overrides = overrides or {}
+    store = ResultsStore(Path(run_dir) / RESULTS_FILE)
+    order = ["retrain"] + [m for m in methods if m != "retrain"]
+    bar = tqdm(total=len(seeds) * (len(order) + 1), desc=f"{scenario} {profile}", disable=not progress)
+    for seed in seeds:
+        original, split, ometa = get_original(scenario, seed, profile, run_dir, data_dir, device)
+        bar.update(1)
+        models = {}
+
+        def key(method, cfg_hash):
+            return dict(scenario=scenario, method=method, seed=seed, config_hash=cfg_hash,
+                        split_fingerprint=split.fingerprint)
+
+        ref, ref_meta = run_method("retrain", original, split, profile, run_dir, device,
+                                   **overrides.get("retrain", {}))
+        for method in ["original"] + order:
+            if method == "original":
+                model, meta = original, ometa
+            elif method == "retrain":
+                model, meta = ref, ref_meta
+            else:
+                model, meta = run_method(method, original, split, profile, run_dir, device,
+                                         **overrides.get(method, {}))
+            k = key(method, meta["config_hash"])
+            if store.has(**k):
+                bar.update(method != "original")
+                continue
+            row = evaluate(model, split, reference=ref, original=original, seconds=meta.get("seconds"),
+                           reference_seconds=ref_meta.get("seconds"), seed=seed)
+            row.update(k)
+            row.update(profile=profile, device=meta.get("device"), git_commit=git_commit(),
+                       versions=versions(), history=meta.get("history"),
+                       diverged=meta.get("diverged", False), config=meta.get("config"))
+            store.append(row)
+            bar.update(method != "original")
+            models[method] = model
+    bar.close()
+    return [r for r in store.rows() if r["scenario"] == scenario and r["profile"] == profile
+            and r["seed"] in list(seeds)]

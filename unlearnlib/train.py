@@ -1,0 +1,339 @@
+"""The one training loop that the original model, Retrain and every unlearning method share.
+
+Batches are index slices of tensors already on the model's device (no DataLoader in the hot
+loop); shuffling and augmentation draw from a ``torch.Generator`` seeded per run. Losses and
+accuracy accumulate on the device and are read once per epoch, so there is no host sync per
+step. On CUDA the loop uses bf16 autocast (fp32 weights and batch-norm), channels_last and a
+fused SGD. :func:`fit` owns per-epoch history, timing, resumption and the NaN guard.
+"""
+from __future__ import annotations
+
+import contextlib
+import copy
+import dataclasses
+import json
+import math
+import os
+import random
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, NamedTuple
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from .data import LabelledImages, augment, to_float
+from .io import atomic_write_bytes, config_hash
+
+__all__ = ["TrainConfig", "train", "fit", "run_epoch", "Batch", "make_optimizer", "seed_everything",
+           "set_deterministic", "predict_logits", "sync", "Diverged", "check_config"]
+
+
+@dataclass
+class TrainConfig:
+    """How the original model (and Retrain) is trained. Units in comments."""
+    epochs: int = 30               # passes over the training set
+    batch_size: int = 128          # images per SGD step
+    lr: float = 0.1                # peak learning rate
+    momentum: float = 0.9          # SGD momentum
+    weight_decay: float = 5e-4     # L2 penalty
+    nesterov: bool = True          # Nesterov momentum
+    schedule: str = "onecycle"     # "onecycle" (linear warm-up, linear decay), "cosine", "constant"
+    warmup_epochs: float = 2.0     # epochs of linear warm-up for "onecycle"
+    augment: bool = True           # random crop (pad H/8) + horizontal flip, on the device
+    label_smoothing: float = 0.0   # cross-entropy label smoothing
+    fast: bool = True              # CUDA only: bf16 autocast, channels_last, fused SGD
+
+
+SCHEDULES = ("onecycle", "cosine", "constant")
+
+
+def check_config(cfg, allowed: dict | None = None) -> None:
+    """Type- and range-check every field of a config dataclass; ValueError naming the field."""
+    for f in dataclasses.fields(cfg):
+        v = getattr(cfg, f.name)
+        default = f.default if f.default is not dataclasses.MISSING else None
+        if isinstance(default, bool):
+            if not isinstance(v, bool):
+                raise ValueError(f"{type(cfg).__name__}.{f.name} must be True or False, got {v!r}")
+        elif isinstance(default, int):
+            if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+                raise ValueError(f"{type(cfg).__name__}.{f.name} must be a non-negative integer, got {v!r}")
+        elif isinstance(default, float):
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
+                raise ValueError(f"{type(cfg).__name__}.{f.name} must be a non-negative number, got {v!r}")
+        elif isinstance(default, str) and not isinstance(v, str):
+            raise ValueError(f"{type(cfg).__name__}.{f.name} must be a string, got {v!r}")
+    if getattr(cfg, "schedule", "constant") not in SCHEDULES:
+        raise ValueError(f"schedule {cfg.schedule!r} is not one of {', '.join(SCHEDULES)}")
+    for name in ("batch_size", "forget_batch_size"):
+        if hasattr(cfg, name) and getattr(cfg, name) < 1:
+            raise ValueError(f"{type(cfg).__name__}.{name} must be >= 1, got {getattr(cfg, name)}")
+    if hasattr(cfg, "T") and cfg.T <= 0:
+        raise ValueError(f"{type(cfg).__name__}.T must be > 0, got {cfg.T}")
+
+
+class Diverged(RuntimeError):
+    """A loss became NaN or infinite."""
+
+
+class Batch(NamedTuple):
+    x: torch.Tensor    # float images in [0, 1], augmented if asked
+    y: torch.Tensor    # int64 labels
+    idx: torch.Tensor  # positions in the data set (for cached teacher outputs)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def set_deterministic(on: bool = True) -> None:
+    """Deterministic algorithms everywhere (slower on GPU: no cuDNN autotuning, no atomics)."""
+    if on:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    torch.use_deterministic_algorithms(on, warn_only=False)
+    torch.backends.cudnn.deterministic = on
+    torch.backends.cudnn.benchmark = not on
+
+
+def sync(device) -> None:
+    if torch.device(device).type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _device_of(model: nn.Module) -> torch.device:
+    return next(model.parameters()).device
+
+
+def _fast(device: torch.device, fast: bool) -> bool:
+    return fast and device.type == "cuda"
+
+
+def autocast(device: torch.device, fast: bool):
+    if _fast(device, fast):
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def make_optimizer(model: nn.Module, lr: float, momentum: float, weight_decay: float,
+                   nesterov: bool = False, fast: bool = True) -> torch.optim.SGD:
+    dev = _device_of(model)
+    kw = {"fused": True} if _fast(dev, fast) else {}
+    return torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum,
+                           weight_decay=weight_decay, nesterov=nesterov and momentum > 0, **kw)
+
+
+def _generator(seed: int, device: torch.device) -> torch.Generator:
+    g = torch.Generator(device=device)
+    g.manual_seed(int(seed))
+    return g
+
+
+def run_epoch(model: nn.Module, optimizer, data: LabelledImages, batch_size: int,
+              objective: Callable, generator: torch.Generator, *, augment_data: bool = False,
+              paired: LabelledImages | None = None, paired_batch_size: int = 0,
+              lr_at: Callable[[int], float] | None = None, fast: bool = True,
+              drop_last: bool = False) -> dict[str, torch.Tensor]:
+    """One pass over ``data`` in shuffled mini-batches.
+
+    ``objective(model, batch, paired_batch)`` returns ``(loss, report)``: ``loss`` is minimised,
+    ``report`` (detached, per-batch mean) is averaged into the epoch's history. With ``paired``,
+    each batch comes with the next batch of ``paired`` (cycled, reshuffled per cycle), as
+    NegGrad+ pairs retain with forget batches. Returns device tensors: ``loss``, ``steps``.
+    """
+    dev = data.labels.device
+    n = len(data)
+    perm = torch.randperm(n, device=dev, generator=generator)
+    stops = range(0, n - batch_size + 1 if drop_last else n, batch_size)
+    total = torch.zeros((), device=dev)
+    p_perm, p_pos = None, 0
+    for step, start in enumerate(stops):
+        idx = perm[start:start + batch_size]
+        x = to_float(data.images[idx])
+        if augment_data:
+            x = augment(x, generator)
+        batch = Batch(x, data.labels[idx], idx)
+        pbatch = None
+        if paired is not None:
+            if p_perm is None or p_pos >= len(paired):
+                p_perm, p_pos = torch.randperm(len(paired), device=dev, generator=generator), 0
+            pidx = p_perm[p_pos:p_pos + paired_batch_size]
+            p_pos += paired_batch_size
+            pbatch = Batch(to_float(paired.images[pidx]), paired.labels[pidx], pidx)
+        if lr_at is not None:
+            lr = lr_at(step)
+            for g in optimizer.param_groups:
+                g["lr"] = lr
+        with autocast(dev, fast):
+            loss, report = objective(model, batch, pbatch)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        total += report.detach().float()
+    return {"loss": total / max(1, len(stops)), "steps": len(stops)}
+
+
+# ---------------------------------------------------------------- resumable epochs
+
+def _save_resume(path: Path, model, optimizer, generator, epoch: int, history: list, key: str):
+    from safetensors.torch import save
+    tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    opt = optimizer.state_dict()
+    for i, st in opt["state"].items():
+        for k, v in st.items():
+            if torch.is_tensor(v):
+                tensors[f"opt.{i}.{k}"] = v.detach().cpu().contiguous()
+    tensors["generator"] = generator.get_state().cpu()
+    meta = {"epoch": str(epoch), "history": json.dumps(history), "key": key,
+            "param_groups": json.dumps(opt["param_groups"])}
+    atomic_write_bytes(path, save(tensors, metadata=meta))
+
+
+def _load_resume(path: Path, model, optimizer, generator, key: str):
+    from safetensors import safe_open
+    with safe_open(str(path), framework="pt") as f:
+        meta = f.metadata()
+        if meta.get("key") != key:
+            raise ValueError(f"resume file {path} belongs to another run (config key "
+                             f"{meta.get('key')!r}, this run {key!r}); delete it or pick another path")
+        tensors = {k: f.get_tensor(k) for k in f.keys()}
+    dev = _device_of(model)
+    model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
+    state: dict = {}
+    for k, v in tensors.items():
+        if k.startswith("opt."):
+            _, i, name = k.split(".", 2)
+            state.setdefault(int(i), {})[name] = v.to(dev)
+    optimizer.load_state_dict({"state": state, "param_groups": json.loads(meta["param_groups"])})
+    generator.set_state(tensors["generator"])
+    return int(meta["epoch"]), json.loads(meta["history"])
+
+
+def fit(model: nn.Module, optimizer, epochs: int, epoch_fn: Callable[[int], dict],
+        generator: torch.Generator, *, resume: str | os.PathLike | None = None,
+        resume_key: str = "", on_epoch_end: Callable | None = None,
+        nan_keys: tuple = ("loss",)) -> tuple[list[dict], bool]:
+    """Run ``epoch_fn(epoch)`` for each epoch; returns ``(history, diverged)``.
+
+    ``epoch_fn`` returns a dict of device tensors or numbers: read here once per epoch, with the
+    wall seconds added. If a value named in ``nan_keys`` is not finite, the weights are put back
+    to the last finite epoch, a warning is issued, and ``diverged`` is True. With ``resume``, the
+    model, optimizer, generator and history are saved atomically after every epoch, and a
+    restarted run continues from the last saved epoch.
+    """
+    dev = _device_of(model)
+    history: list[dict] = []
+    start = 0
+    resume = Path(resume) if resume is not None else None
+    if resume is not None and resume.is_file():
+        start, history = _load_resume(resume, model, optimizer, generator, resume_key)
+    last_good = copy.deepcopy(model.state_dict())
+    for epoch in range(start, epochs):
+        sync(dev)
+        t0 = time.perf_counter()
+        row = epoch_fn(epoch)
+        sync(dev)
+        row = {k: (v.item() if torch.is_tensor(v) else v) for k, v in row.items()}
+        row = {"epoch": epoch + 1, **row, "seconds": time.perf_counter() - t0}
+        bad = [k for k in nan_keys if k in row and not math.isfinite(row[k])]
+        if bad:
+            model.load_state_dict(last_good)
+            row["diverged"] = True
+            history.append(row)
+            warnings.warn(f"unlearning/training diverged at epoch {epoch + 1}: {bad} not finite; "
+                          f"weights restored to epoch {epoch}. Lower the learning rate.",
+                          RuntimeWarning, stacklevel=2)
+            return history, True
+        history.append(row)
+        last_good = copy.deepcopy(model.state_dict())
+        if resume is not None:
+            _save_resume(resume, model, optimizer, generator, epoch + 1, history, resume_key)
+        if on_epoch_end is not None:
+            on_epoch_end(epoch + 1, row)
+    return history, False
+
+
+# ---------------------------------------------------------------- training
+
+def _lr_fn(cfg: TrainConfig, steps_per_epoch: int) -> Callable[[int, int], float]:
+    total = max(1, cfg.epochs * steps_per_epoch)
+    warm = max(1, int(cfg.warmup_epochs * steps_per_epoch))
+
+    def lr(epoch: int, step: int) -> float:
+        t = epoch * steps_per_epoch + step
+        if cfg.schedule == "constant":
+            return cfg.lr
+        if cfg.schedule == "cosine":
+            return cfg.lr * 0.5 * (1 + math.cos(math.pi * t / total))
+        if t < warm:
+            return cfg.lr * (t + 1) / warm
+        return cfg.lr * max(0.0, (total - t) / max(1, total - warm))
+    return lr
+
+
+def train(model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
+          config: TrainConfig | None = None, *, seed: int = 0, resume=None,
+          on_epoch_end: Callable | None = None, **overrides) -> list[dict]:
+    """Train ``model`` in place with SGD on (images, labels); returns the per-epoch history.
+
+    ``images`` are uint8 (or float in [0, 1]) N x 3 x H x W, moved to the model's device once.
+    History rows hold ``loss``, ``acc`` (training accuracy on augmented batches) and ``seconds``.
+    """
+    cfg = dataclasses.replace(config or TrainConfig(), **overrides)
+    check_config(cfg)
+    dev = _device_of(model)
+    data = LabelledImages(images, labels).to(dev)
+    if len(data) == 0:
+        raise ValueError("train() got an empty training set")
+    if _fast(dev, cfg.fast):
+        model.to(memory_format=torch.channels_last)
+    opt = make_optimizer(model, cfg.lr, cfg.momentum, cfg.weight_decay, cfg.nesterov, cfg.fast)
+    gen = _generator(seed, dev)
+    steps = math.ceil(len(data) / cfg.batch_size)
+    lr = _lr_fn(cfg, steps)
+    correct = torch.zeros((), device=dev, dtype=torch.long)
+
+    def objective(m, b, _):
+        out = m(b.x)
+        loss = F.cross_entropy(out.float(), b.y, label_smoothing=cfg.label_smoothing)
+        correct.add_((out.argmax(1) == b.y).sum())
+        return loss, loss
+
+    def epoch_fn(epoch):
+        correct.zero_()
+        model.train()
+        row = run_epoch(model, opt, data, cfg.batch_size, objective, gen, augment_data=cfg.augment,
+                        lr_at=lambda step: lr(epoch, step), fast=cfg.fast)
+        return {"loss": row["loss"], "acc": correct / len(data)}
+
+    key = config_hash({"train": dataclasses.asdict(cfg), "seed": seed, "n": len(data)})
+    history, diverged = fit(model, opt, cfg.epochs, epoch_fn, gen, resume=resume, resume_key=key,
+                            on_epoch_end=on_epoch_end)
+    model.eval()
+    if diverged:
+        raise Diverged(f"training diverged at epoch {len(history)}; lower lr (now {cfg.lr})")
+    return history
+
+
+@torch.inference_mode()
+def predict_logits(model: nn.Module, images: torch.Tensor, batch_size: int = 1024,
+                   fast: bool = True) -> torch.Tensor:
+    """Logits (float32) of ``model`` in eval mode for all images, in large batches."""
+    dev = _device_of(model)
+    was = model.training
+    model.eval()
+    outs = []
+    for s in range(0, len(images), batch_size):
+        x = to_float(images[s:s + batch_size].to(dev, non_blocking=True))
+        with autocast(dev, fast):
+            outs.append(model(x).float())
+    model.train(was)
+    if not outs:
+        return torch.zeros(0, 0, device=dev)
+    return torch.cat(outs)
