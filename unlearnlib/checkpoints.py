@@ -14,7 +14,7 @@ import torch.nn as nn
 
 from .io import atomic_write_bytes, git_commit, versions
 
-__all__ = ["save_checkpoint", "load_checkpoint", "read_metadata", "CheckpointMismatch"]
+__all__ = ["save_checkpoint", "load_checkpoint", "read_metadata", "check_model_split", "CheckpointMismatch"]
 
 REQUIRED = ("arch", "width", "num_classes", "dataset")
 
@@ -78,4 +78,18 @@ def load_checkpoint(path, expect: dict | None = None, device="cpu") -> tuple[nn.
     model = build_model(meta["arch"], meta["num_classes"], meta["width"])
     state = load_file(str(path))
     model.load_state_dict(state)
+    model.unlearnlib_meta = meta  # unlearn() and evaluate() check it against the split they get
     return model.to(device).eval(), meta
+
+
+def check_model_split(model, split, action: str) -> None:
+    """Refuse a model loaded from a checkpoint of another split (fingerprint or data set)."""
+    meta = getattr(model, "unlearnlib_meta", None)
+    if not meta or not hasattr(split, "fingerprint"):
+        return
+    if meta.get("split_fingerprint") not in (None, split.fingerprint):
+        raise CheckpointMismatch(
+            f"refusing {action}: the model's checkpoint was made on split "
+            f"{str(meta['split_fingerprint'])[:16]}… ({meta.get('dataset')}, {meta.get('num_classes')} classes, "
+            f"seed {meta.get('seed')}), but this split is {split.fingerprint[:16]}… ({split.dataset}, "
+            f"{split.num_classes} classes, seed {split.seed})")

@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 
 NOTEBOOKS = ["01_train_original", "02_rb_cifar10", "03_rc_scrub", "04_loss_curves", "05_saliency",
-             "06_privacy"]
+             "06_privacy", "07_sweep"]
 
 
 def _root() -> Path:
@@ -38,7 +38,7 @@ def run_all(profile: str, run_dir: str | None, data_dir: str | None, seeds: list
                   "data_dir": data_dir}
         if name not in ("01_train_original", "04_loss_curves"):
             params["results_dir"] = str(tables)
-        if seeds is not None and name not in ("01_train_original", "05_saliency"):
+        if seeds is not None and name not in ("01_train_original", "05_saliency", "07_sweep"):
             params["seeds"] = seeds
         pm.execute_notebook(str(src / f"{name}.ipynb"), str(out_nb / f"{name}.ipynb"),
                             parameters=params, cwd=str(src), progress_bar=False,
@@ -64,6 +64,22 @@ def train_cmd(scenario: str, seed: int, profile: str, run_dir: str | None, data_
     return 0
 
 
+def sweep_cmd(args) -> int:
+    from .results import ResultsStore
+    from .sweep import load_grid, run_sweep, select_presets, write_presets
+    spec = load_grid(args.grid)
+    summary = run_sweep(spec, args.run_dir, address=args.address, data_dir=args.data_dir,
+                        cpus_per_point=args.cpus_per_point)
+    print(f"sweep {spec['name']}: {summary}")
+    rows = [r for r in ResultsStore(Path(args.run_dir) / "results.jsonl").rows() if r.get("sweep") == spec["name"]]
+    presets = select_presets(rows, spec["scenario"])
+    for m, p in sorted(presets.items()):
+        print(f"  {m:17s} best {p['overrides']}  Avg. Gap {100 * p['avg_gap']:.2f}% over {p['n_seeds']} seed(s)")
+    if args.preset:
+        print(f"  preset written to {write_presets(presets, args.preset)}")
+    return 0
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m unlearnlib", description=__doc__)
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -79,6 +95,13 @@ def main(argv=None) -> int:
     t.add_argument("--profile", default="quick", choices=["quick", "paper"])
     t.add_argument("--run-dir", default=None)
     t.add_argument("--data-dir", default=None)
+    w = sub.add_parser("sweep", help="run a hyperparameter/seed grid on Ray and write presets")
+    w.add_argument("grid", help="YAML or JSON grid file (see unlearnlib.sweep)")
+    w.add_argument("--run-dir", default="runs/sweep")
+    w.add_argument("--address", default=None, help="Ray cluster address (default: RAY_ADDRESS, else local)")
+    w.add_argument("--data-dir", default=None)
+    w.add_argument("--cpus-per-point", type=int, default=1)
+    w.add_argument("--preset", default=None, help="write the chosen configs as this preset name")
     b = sub.add_parser("bench", help="speed benchmark (see unlearnlib.bench)")
     b.add_argument("rest", nargs=argparse.REMAINDER)
     args = ap.parse_args(argv)
@@ -86,6 +109,8 @@ def main(argv=None) -> int:
         return run_all(args.profile, args.run_dir, args.data_dir, args.seeds, args.kernel)
     if args.cmd == "train":
         return train_cmd(args.scenario, args.seed, args.profile, args.run_dir, args.data_dir)
+    if args.cmd == "sweep":
+        return sweep_cmd(args)
     from .bench import main as bench_main
     return bench_main(args.rest)
 

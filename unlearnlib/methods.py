@@ -289,11 +289,12 @@ def _key(cfg, seed, sets) -> str:
 def _simple(model, data, cfg, seed, resume, on_epoch_end, objective, paired=None, pbs=0):
     opt = make_optimizer(model, cfg.lr, cfg.momentum, cfg.weight_decay, fast=cfg.fast)
     gen = _generator(seed, _device_of(model))
+    pgen = _generator(seed + 7919, _device_of(model)) if paired is not None else None
 
     def epoch_fn(_):
         model.train()
         return {"loss": run_epoch(model, opt, data, cfg.batch_size, objective, gen, paired=paired,
-                                  paired_batch_size=pbs, fast=cfg.fast)["loss"]}
+                                  paired_batch_size=pbs, paired_generator=pgen, fast=cfg.fast)["loss"]}
 
     history, diverged = fit(model, opt, cfg.epochs, epoch_fn, gen, resume=resume,
                             resume_key=_key(cfg, seed, [data]), on_epoch_end=on_epoch_end)
@@ -339,22 +340,28 @@ def _arch_kwargs(model) -> dict:
 
 
 def unlearn(method: str, model: nn.Module, split, config=None, *, seed: int | None = None,
-            resume=None, on_epoch_end=None, **overrides) -> UnlearnResult:
+            resume=None, on_epoch_end=None, preset: str | None = None, **overrides) -> UnlearnResult:
     """Unlearn ``split.forget`` from ``model`` with ``method``; the original is left untouched.
 
     ``config`` is the method's config dataclass (default: its defaults); ``overrides`` replace
     single fields, e.g. ``unlearn("scrub", net, split, lr=1e-3, beta=0)``. Names, types and
-    ranges are checked before any compute. ``seed`` defaults to ``split.seed``.
+    ranges are checked before any compute. ``seed`` defaults to ``split.seed``. ``preset`` names
+    a preset written by a sweep (e.g. ``"rb-resnet18"``): its values come first, then ``overrides``.
     """
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; allowed: {', '.join(METHODS)}")
+    if preset is not None:
+        from .sweep import load_preset
+        overrides = {**load_preset(preset, method), **overrides}
     if config is not None:
         if not isinstance(config, METHODS[method]):
             raise ValueError(f"config for {method!r} must be a {METHODS[method].__name__}, "
                              f"got {type(config).__name__}")
         overrides = {**dataclasses.asdict(config), **overrides}
     cfg = default_config(method, **overrides)
+    from .checkpoints import check_model_split
     from .splits import validate_seed
+    check_model_split(model, split, "to unlearn")
     seed = validate_seed(split.seed if seed is None else seed)
     for name in ("retain", "forget"):
         if len(getattr(split, name)) == 0:

@@ -148,6 +148,10 @@ def evaluate(model, split, reference=None, original=None, *, seconds: float | No
     if len(split.forget) == 0 or len(split.test) == 0 or len(split.retain) == 0:
         raise ValueError(f"evaluate needs non-empty sets, got retain {len(split.retain)}, "
                          f"forget {len(split.forget)}, test {len(split.test)}")
+    from .checkpoints import check_model_split
+    for m in (model, reference, original):
+        if m is not None:
+            check_model_split(m, split, "to evaluate")
     seed = getattr(split, "seed", 0) if seed is None else seed
     out = _outputs(model, split)
     row = _metrics(out, split, seed)

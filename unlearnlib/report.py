@@ -14,7 +14,7 @@ from .io import atomic_write_bytes
 from .results import summarize, to_csv, to_markdown
 
 __all__ = ["save_figure", "save_table", "method_table", "plot_loss_curves", "plot_distillation_types",
-           "plot_loss_distributions", "plot_training_history", "plot_saliency_grid", "plot_accuracy_bars", "METHOD_ORDER",
+           "plot_loss_distributions", "plot_training_history", "plot_sensitivity", "plot_saliency_grid", "plot_accuracy_bars", "METHOD_ORDER",
            "PAPER_TABLE1", "PAPER_TABLE2", "LABELS"]
 
 METHOD_ORDER = ["original", "retrain", "finetune", "neggrad", "neggrad_plus", "scrub",
@@ -195,5 +195,27 @@ def plot_saliency_grid(images: np.ndarray, maps: dict[str, np.ndarray], titles: 
             ax.set_xticks([])
             ax.set_yticks([])
     axes[0][0].set_title("input", fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def plot_sensitivity(rows: list[dict], param: str = "lr"):
+    """Avg. Gap to Retrain and test accuracy against ``param`` (log scale), per method, ±1 std over seeds."""
+    plt = _plt()
+    methods = [m for m in METHOD_ORDER if any(r["method"] == m for r in rows)]
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.4))
+    for m in methods:
+        xs = sorted({r[param] for r in rows if r["method"] == m})
+        for ax, key in zip(axes, ("avg_gap", "test_acc")):
+            vals = [[100 * r[key] for r in rows if r["method"] == m and r[param] == x] for x in xs]
+            mean = np.array([np.mean(v) for v in vals])
+            std = np.array([np.std(v, ddof=1) if len(v) > 1 else 0.0 for v in vals])
+            line, = ax.plot(xs, mean, marker="o", ms=3, label=LABELS.get(m, m))
+            ax.fill_between(xs, mean - std, mean + std, color=line.get_color(), alpha=0.15)
+    for ax, lab in zip(axes, ("Avg. Gap to Retrain (%)", "test accuracy (%)")):
+        ax.set_xscale("log")
+        ax.set_xlabel(param)
+        ax.set_ylabel(lab)
+    axes[0].legend(fontsize=7)
     fig.tight_layout()
     return fig

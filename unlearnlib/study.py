@@ -70,15 +70,17 @@ def _load_if_matching(path: Path, expect: dict, device):
 
 
 def get_original(scenario: str, seed: int, profile: str = "quick", run_dir="runs/default",
-                 data_dir=None, device=None, split=None, progress=None):
+                 data_dir=None, device=None, split=None, progress=None, train_overrides: dict | None = None):
     """The original model for (scenario, seed, profile): loaded if a matching checkpoint
-    exists, else trained on retain + forget and saved. Returns ``(model, split, meta)``."""
+    exists, else trained on retain + forget and saved. Returns ``(model, split, meta)``.
+    ``train_overrides`` replaces fields of the profile's TrainConfig (part of the config hash)."""
     device = device or default_device()
     p = get_profile(profile)
     split = split or make_split(scenario, seed, data_dir, profile=profile)
-    cfg = p.train
+    cfg = dataclasses.replace(p.train, **(train_overrides or {}))
     expect = _expect(split, profile, method="original", config_hash=config_hash(dataclasses.asdict(cfg)))
-    path = _ckpt(run_dir, f"{scenario}-{profile}-seed{seed}-original")
+    tag = "" if not train_overrides else "-" + expect["config_hash"][:8]
+    path = _ckpt(run_dir, f"{scenario}-{profile}-seed{seed}-original{tag}")
     hit = _load_if_matching(path, expect, device)
     if hit is not None:
         return hit[0], split, hit[1]
@@ -107,13 +109,16 @@ def load_unlearned(method: str, scenario: str, seed: int, profile: str, run_dir,
                            expect=expect, device=device)[0]
 
 
-def run_method(method: str, original, split, profile: str, run_dir, device=None, **overrides):
-    """Unlearn with ``method`` (or reuse its matching checkpoint). Returns ``(model, meta)``."""
+def run_method(method: str, original, split, profile: str, run_dir, device=None, *,
+               tag_config: bool = False, **overrides):
+    """Unlearn with ``method`` (or reuse its matching checkpoint). Returns ``(model, meta)``.
+    ``tag_config`` puts the config hash in the file name, so configurations don't replace each other."""
     device = device or default_device()
     cfg = method_config(method, profile, **overrides)
     chash = config_hash(dataclasses.asdict(cfg))
     expect = _expect(split, profile, method=method, config_hash=chash)
-    path = _ckpt(run_dir, f"{split.scenario}-{profile}-seed{split.seed}-{method}")
+    tag = f"-{chash[:8]}" if tag_config else ""
+    path = _ckpt(run_dir, f"{split.scenario}-{profile}-seed{split.seed}-{method}{tag}")
     hit = _load_if_matching(path, expect, device)
     if hit is not None:
         return hit

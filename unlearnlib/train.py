@@ -138,6 +138,7 @@ def _generator(seed: int, device: torch.device) -> torch.Generator:
 def run_epoch(model: nn.Module, optimizer, data: LabelledImages, batch_size: int,
               objective: Callable, generator: torch.Generator, *, augment_data: bool = False,
               paired: LabelledImages | None = None, paired_batch_size: int = 0,
+              paired_generator: torch.Generator | None = None,
               lr_at: Callable[[int], float] | None = None, fast: bool = True,
               drop_last: bool = False) -> dict[str, torch.Tensor]:
     """One pass over ``data`` in shuffled mini-batches.
@@ -145,7 +146,8 @@ def run_epoch(model: nn.Module, optimizer, data: LabelledImages, batch_size: int
     ``objective(model, batch, paired_batch)`` returns ``(loss, report)``: ``loss`` is minimised,
     ``report`` (detached, per-batch mean) is averaged into the epoch's history. With ``paired``,
     each batch comes with the next batch of ``paired`` (cycled, reshuffled per cycle), as
-    NegGrad+ pairs retain with forget batches. Returns device tensors: ``loss``, ``steps``.
+    NegGrad+ pairs retain with forget batches; the paired stream draws from ``paired_generator``,
+    so the primary batches are the same as without pairing. Returns ``loss`` (device) and ``steps``.
     """
     dev = data.labels.device
     n = len(data)
@@ -162,7 +164,7 @@ def run_epoch(model: nn.Module, optimizer, data: LabelledImages, batch_size: int
         pbatch = None
         if paired is not None:
             if p_perm is None or p_pos >= len(paired):
-                p_perm, p_pos = torch.randperm(len(paired), device=dev, generator=generator), 0
+                p_perm, p_pos = torch.randperm(len(paired), device=dev, generator=paired_generator), 0
             pidx = p_perm[p_pos:p_pos + paired_batch_size]
             p_pos += paired_batch_size
             pbatch = Batch(to_float(paired.images[pidx]), paired.labels[pidx], pidx)

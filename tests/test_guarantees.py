@@ -1,0 +1,141 @@
+"""The robustness cases of the Guarantees section that other test files do not already cover."""
+import subprocess
+import sys
+import textwrap
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from unlearnlib import profiles
+from unlearnlib.checkpoints import CheckpointMismatch, load_checkpoint, save_checkpoint
+from unlearnlib.methods import unlearn
+from unlearnlib.metrics import evaluate
+from unlearnlib.notebook import check_parameters
+from unlearnlib.report import plot_distillation_types, plot_loss_curves, save_figure, save_table
+from unlearnlib.results import ResultsStore
+from unlearnlib.splits import make_split
+from unlearnlib.train import TrainConfig, set_deterministic
+
+
+def test_checkpoint_of_another_split_refused_for_unlearning_and_evaluation(tmp_path, rb_quick, original_rb):
+    other = make_split("rb", 1, profile="quick")
+    path = save_checkpoint(tmp_path / "m.safetensors", original_rb, arch="resnet18", width=0.125, num_classes=10,
+                           dataset="cifar10", split_fingerprint=other.fingerprint, seed=1)
+    model, _ = load_checkpoint(path)
+    with pytest.raises(CheckpointMismatch, match="refusing to unlearn"):
+        unlearn("scrub", model, rb_quick)
+    with pytest.raises(CheckpointMismatch, match="refusing to evaluate"):
+        evaluate(model, rb_quick)
+    # the same checkpoint is fine on its own split
+    assert evaluate(model, other)["retain_acc"] >= 0
+
+
+def test_unlearning_resumes_after_a_kill_with_identical_weights(tmp_path, rb_quick, original_rb):
+    set_deterministic(True)
+    try:
+        kw = dict(epochs=3, max_steps=2, lr=5e-3)
+        full = unlearn("scrub", original_rb, rb_quick, **kw).model
+
+        class Killed(Exception):
+            pass
+
+        def kill(epoch, row):
+            if epoch == 2:
+                raise Killed
+        with pytest.raises(Killed):
+            unlearn("scrub", original_rb, rb_quick, resume=tmp_path / "s.safetensors", on_epoch_end=kill, **kw)
+        seen = []
+        res = unlearn("scrub", original_rb, rb_quick, resume=tmp_path / "s.safetensors",
+                      on_epoch_end=lambda e, r: seen.append(e), **kw)
+        assert seen == [3] and len(res.history) == 3
+        for a, b in zip(full.state_dict().values(), res.model.state_dict().values()):
+            assert torch.equal(a, b)
+    finally:
+        set_deterministic(False)
+
+
+@pytest.fixture
+def tiny_profile(monkeypatch):
+    """The quick profile with 2 training epochs, to exercise the study pipeline fast."""
+    q = profiles.PROFILES["quick"]
+    tiny = profiles.Profile("quick", q.width, TrainConfig(epochs=2, batch_size=64, lr=0.05, augment=False),
+                            {"finetune": {"epochs": 1}})
+    monkeypatch.setitem(profiles.PROFILES, "quick", tiny)
+    return tiny
+
+
+def test_two_seeds_one_row_each_and_a_rerun_computes_nothing(tmp_path, tiny_profile):
+    from unlearnlib.study import run_scenario
+    rows = run_scenario("rb", [0, 1], "quick", methods=["finetune"], run_dir=tmp_path, progress=False)
+    keys = sorted((r["seed"], r["method"]) for r in rows)
+    assert keys == [(s, m) for s in (0, 1) for m in ("finetune", "original", "retrain")]
+    assert len({r["split_fingerprint"] for r in rows}) == 2
+    for r in rows:
+        assert r["git_commit"] and r["versions"]["torch"] and r["device"] and r["config_hash"]
+    store = tmp_path / "results.jsonl"
+    before = store.read_bytes()
+    ckpts = {p: p.stat().st_mtime_ns for p in (tmp_path / "checkpoints").iterdir()}
+    run_scenario("rb", [0, 1], "quick", methods=["finetune"], run_dir=tmp_path, progress=False)
+    assert store.read_bytes() == before
+    assert {p: p.stat().st_mtime_ns for p in (tmp_path / "checkpoints").iterdir()} == ckpts
+    # a third seed appends; the earlier rows stay byte-identical
+    run_scenario("rb", [2], "quick", methods=["finetune"], run_dir=tmp_path, progress=False)
+    assert store.read_bytes().startswith(before) and len(ResultsStore(store).rows()) == 9
+
+
+def test_rendering_twice_is_byte_identical(tmp_path):
+    rows = [{"scenario": "rb", "method": "scrub", "seed": s,
+             "history": [{"epoch": 1, "max_loss": 0.1 * s, "min_loss": 1.0}, {"epoch": 2, "min_loss": 0.5}]}
+            for s in range(3)]
+    for folder in ("a", "b"):
+        save_figure(plot_loss_curves(rows), tmp_path / folder, "curves")
+        save_figure(plot_distillation_types(), tmp_path / folder, "kd")
+        save_table([{"m": "x", "v": 1}], ["m", "v"], ["method", "value"], tmp_path / folder, "t")
+    for name in ("curves.png", "curves.pdf", "kd.png", "kd.pdf", "t.md", "t.csv"):
+        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes(), name
+
+
+def test_core_imports_without_gpu_captum_or_papermill(tmp_path):
+    code = textwrap.dedent("""
+        import sys
+        sys.modules["captum"] = None; sys.modules["captum.attr"] = None; sys.modules["papermill"] = None
+        import torch
+        torch.cuda.is_available = lambda: False
+        import unlearnlib.methods, unlearnlib.metrics, unlearnlib.study, unlearnlib.saliency, unlearnlib.cli
+        from unlearnlib.losses import kd_kl
+        print("core ok", float(kd_kl(torch.zeros(1, 2), torch.zeros(1, 2))))
+        try:
+            unlearnlib.saliency.attribute(None, torch.zeros(1, 3, 4, 4), torch.zeros(1, dtype=torch.long))
+        except ImportError as e:
+            print("saliency:", e)
+        print("run-all rc", unlearnlib.cli.run_all("quick", None, None, None, None))
+    """)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert "core ok 0.0" in out.stdout
+    assert "saliency: saliency maps need captum: pip install captum" in out.stdout
+    assert "run-all rc 2" in out.stdout and "run-all needs papermill" in out.stderr
+
+
+DECLARED = {"scenario", "seed", "seeds", "profile"}
+
+
+@settings(max_examples=60, deadline=None)
+@given(scenario=st.one_of(st.sampled_from(["rb", "rc"]), st.text(max_size=5), st.integers()),
+       seed=st.one_of(st.none(), st.integers(-3, 10**12), st.floats(allow_nan=True), st.text(max_size=3), st.booleans()),
+       seeds=st.one_of(st.none(), st.lists(st.integers(-2, 5), max_size=3), st.text(max_size=3)),
+       profile=st.one_of(st.sampled_from(["auto", "quick", "paper"]), st.text(max_size=5)),
+       extra=st.one_of(st.none(), st.sampled_from(["sede", "scenaro", "_private"])))
+def test_fuzz_notebook_parameters_give_values_or_value_error(scenario, seed, seeds, profile, extra):
+    ns = {"scenario": scenario, "seed": seed, "seeds": seeds, "profile": profile}
+    if extra:
+        ns[extra] = 1
+    try:
+        p = check_parameters(ns, set(), DECLARED)
+    except ValueError:
+        return
+    assert extra in (None, "_private")
+    assert p["scenario"] in ("rb", "rc") and p["profile"] in ("quick", "paper")
+    assert all(isinstance(s, int) and s >= 0 for s in p["seeds"]) and p["seeds"]

@@ -1,0 +1,86 @@
+"""Evaluation sanity on real data, attack input checks, and the results store."""
+import json
+import os
+
+import numpy as np
+import pytest
+
+from unlearnlib.methods import unlearn
+from unlearnlib.metrics import attack_accuracy, evaluate, mia_loss_attack
+from unlearnlib.results import DuplicateResult, ResultsStore, summarize, to_markdown
+
+
+def test_retrain_against_itself_has_zero_gap_and_chance_mia(rb_quick, retrain_rb):
+    m = evaluate(retrain_rb.model, rb_quick, reference=retrain_rb.model)
+    assert m["avg_gap"] == 0 and m["js_forget"] < 1e-6
+    assert 0.3 <= m["mia_loss"] <= 0.7  # forget looks like unseen test data
+
+
+def test_original_has_larger_gap_and_mia_above_chance(rb_quick, original_rb, retrain_rb):
+    m = evaluate(original_rb, rb_quick, reference=retrain_rb.model)
+    assert m["avg_gap"] > 0.15 and m["mia_loss"] > 0.6 and m["forget_acc"] > 0.95
+    assert m["js_forget"] > 0.05
+
+
+def test_over_forgetting_is_penalised(rb_quick, original_rb, retrain_rb):
+    ref = evaluate(retrain_rb.model, rb_quick)
+    over = unlearn("neggrad", original_rb, rb_quick, lr=0.05, epochs=3).model
+    m = evaluate(over, rb_quick, reference=retrain_rb.model)
+    assert m["forget_acc"] < ref["forget_acc"] - 0.15
+    assert m["gap_forget_acc"] == pytest.approx(abs(m["forget_acc"] - ref["forget_acc"]))
+    assert m["avg_gap"] > 0.05
+
+
+def test_identical_inputs_identical_metrics(rb_quick, original_rb, retrain_rb):
+    a = evaluate(original_rb, rb_quick, reference=retrain_rb.model, seconds=2.0, reference_seconds=4.0)
+    b = evaluate(original_rb, rb_quick, reference=retrain_rb.model, seconds=2.0, reference_seconds=4.0)
+    assert a == b and a["cost_ratio"] == 0.5
+
+
+def test_attack_input_errors():
+    with pytest.raises(ValueError, match=r"must be 0 \(non-member\) or 1 \(member\), got \[0, 2\]"):
+        attack_accuracy(np.zeros(10), np.array([0, 2] * 5))
+    with pytest.raises(ValueError, match="too small to split"):
+        attack_accuracy(np.zeros(4), np.array([0, 1, 0, 1]))
+    with pytest.raises(ValueError, match="non-empty"):
+        mia_loss_attack([], [1.0, 2.0])
+
+
+def test_attack_separates_separable_losses():
+    assert mia_loss_attack(np.full(50, 0.01) + np.arange(50) * 1e-4, np.full(50, 3.0)) == 1.0
+
+
+def _row(seed, **kw):
+    return {"scenario": "rb", "method": "scrub", "seed": seed, "config_hash": "c", "split_fingerprint": f"f{seed}",
+            "forget_acc": 0.5 + seed / 10, **kw}
+
+
+def test_results_append_only_duplicates_and_crash(tmp_path, monkeypatch):
+    store = ResultsStore(tmp_path / "r.jsonl")
+    store.append(_row(0))
+    first = store.path.read_bytes()
+    store.append(_row(1))
+    assert store.path.read_bytes().startswith(first)
+    with pytest.raises(DuplicateResult, match="already has a row"):
+        store.append(_row(1))
+    store.append(_row(1, forget_acc=0.9), replace=True)
+    assert [r["forget_acc"] for r in store.rows()] == [0.5, 0.9]
+    before = store.path.read_bytes()
+
+    def crash(fd):
+        raise OSError("power cut")
+    monkeypatch.setattr(os, "fsync", crash)
+    with pytest.raises(OSError):
+        store.append(_row(2))
+    assert store.path.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["r.jsonl"]
+
+
+def test_summarize_mean_std_n():
+    rows = [_row(0, test_acc=0.60), _row(1, test_acc=0.70), _row(2, test_acc=0.80)]
+    t = summarize(rows, ["test_acc"])
+    assert t[0]["n"] == 3 and t[0]["test_acc_mean"] == pytest.approx(0.7)
+    assert t[0]["test_acc_std"] == pytest.approx(0.1)
+    assert t[0]["test_acc"] == "70.0 ± 10.0"
+    md = to_markdown(t, ["method", "n", "test_acc"])
+    assert md.splitlines()[2] == "| scrub | 3 | 70.0 ± 10.0 |"

@@ -1,0 +1,80 @@
+"""Sweeps through local Ray on the quick profile (2-epoch original models to keep CI short)."""
+import json
+
+import pytest
+
+from unlearnlib.results import ResultsStore
+from unlearnlib.sweep import expand, load_grid, load_preset, run_sweep, select_presets, write_presets
+
+
+
+SPEC = {"name": "t", "scenario": "rb", "profile": "quick",
+        "grid": {"method": ["finetune", "scrub"], "lr": [0.001, 0.01], "seed": [0, 1]},
+        "fixed": {"epochs": 1}, "train": {"epochs": 2}}
+
+
+def test_grid_2x2x2_runs_on_local_ray_then_nothing_new(tmp_path):
+    s = run_sweep(SPEC, tmp_path, progress=False)
+    assert (s["points"], s["ran"], s["failed"]) == (8, 8, 0)
+    rows = ResultsStore(tmp_path / "results.jsonl").rows()
+    assert len(rows) == 8 and {r["status"] for r in rows} == {"ok"}
+    assert {(r["method"], r["config"]["lr"], r["seed"]) for r in rows} == {
+        (m, lr, sd) for m in ("finetune", "scrub") for lr in (0.001, 0.01) for sd in (0, 1)}
+    before = (tmp_path / "results.jsonl").read_bytes()
+    again = run_sweep(SPEC, tmp_path, progress=False)
+    assert (again["ran"], again["skipped"]) == (0, 8)
+    assert (tmp_path / "results.jsonl").read_bytes() == before
+
+
+def test_interrupted_sweep_completes_exactly_the_missing_points(tmp_path):
+    first = run_sweep(SPEC, tmp_path, progress=False, max_points=3)  # stands for a kill after 3 points
+    assert first["ran"] == 3
+    done = {(r["method"], r["config"]["lr"], r["seed"]) for r in ResultsStore(tmp_path / "results.jsonl").rows()}
+    second = run_sweep(SPEC, tmp_path, progress=False)
+    assert (second["ran"], second["skipped"]) == (5, 3)
+    rows = ResultsStore(tmp_path / "results.jsonl").rows()
+    keys = [(r["method"], r["config"]["lr"], r["seed"]) for r in rows]
+    assert len(keys) == len(set(keys)) == 8 and done <= set(keys)
+
+
+def test_failing_point_is_recorded_and_others_complete(tmp_path):
+    spec = {"name": "f", "scenario": "rb", "profile": "quick", "train": {"epochs": 2},
+            "grid": {"method": ["scrub_attention"], "layers": [["layer4"], ["layer9"]], "seed": [0]},
+            "fixed": {"epochs": 1}}
+    s = run_sweep(spec, tmp_path, progress=False)
+    assert (s["ran"], s["failed"]) == (2, 1)
+    rows = {tuple(r["config"]["layers"]): r for r in ResultsStore(tmp_path / "results.jsonl").rows()}
+    assert rows[("layer4",)]["status"] == "ok" and "avg_gap" in rows[("layer4",)]
+    assert rows[("layer9",)]["status"] == "failed" and "unknown feature layer" in rows[("layer9",)]["error"]
+
+
+def test_preset_selection_from_a_known_table(tmp_path, monkeypatch):
+    def row(method, lr, seed, gap):
+        return {"scenario": "rb", "method": method, "seed": seed, "config_hash": f"{method}{lr}",
+                "config": {"lr": lr}, "avg_gap": gap, "status": "ok"}
+    rows = [row("scrub", 1e-3, 0, 0.10), row("scrub", 1e-3, 1, 0.12), row("scrub", 1e-2, 0, 0.05),
+            row("scrub", 1e-2, 1, 0.21), row("finetune", 1e-2, 0, 0.3), row("finetune", 1e-1, 0, 0.2),
+            row("retrain", 0.1, 0, 0.0), {**row("scrub", 1e-1, 0, 0.0), "status": "failed"}]
+    presets = select_presets(rows, "rb")
+    assert presets["scrub"]["overrides"] == {"lr": 1e-3} and presets["scrub"]["avg_gap"] == pytest.approx(0.11)
+    assert presets["finetune"]["overrides"] == {"lr": 1e-1} and "retrain" not in presets
+    monkeypatch.setenv("UNLEARNLIB_PRESETS", str(tmp_path))
+    write_presets(presets, "rb-resnet18")
+    assert json.loads((tmp_path / "rb-resnet18.json").read_text())["scrub"]["n_seeds"] == 2
+    assert load_preset("rb-resnet18", "scrub") == {"lr": 1e-3}
+    with pytest.raises(ValueError, match="unknown preset 'nope'"):
+        load_preset("nope", "scrub")
+
+
+def test_bad_grids_fail_before_compute():
+    with pytest.raises(ValueError, match="needs at least 'method' and 'seed'"):
+        load_grid({"grid": {"lr": [1]}})
+    with pytest.raises(ValueError, match=r"unknown hyperparameter\(s\) \['lrr'\]"):
+        expand({"grid": {"method": ["scrub"], "lrr": [1], "seed": [0]}})
+    with pytest.raises(ValueError, match="unknown sweep key"):
+        load_grid({"grid": {"method": ["scrub"], "seed": [0]}, "grd": 1})
+
+
+def test_points_carry_the_profile_values_a_preset_must_restore():
+    pts = expand({"profile": "quick", "grid": {"method": ["neggrad_plus"], "lr": [0.01], "seed": [0]}})
+    assert pts[0]["preset"] == {"alpha": 0.9, "lr": 0.01}

@@ -1,0 +1,177 @@
+"""Training, resumption, the NaN guard, and the seven methods on real images."""
+import copy
+import warnings
+
+import pytest
+import torch
+
+from unlearnlib.losses import kd_kl
+from unlearnlib.methods import METHODS, default_config, unlearn, unlearning
+from unlearnlib.metrics import accuracy
+from unlearnlib.models import build_model
+from unlearnlib.profiles import PROFILES
+from unlearnlib.study import method_config
+from unlearnlib.train import TrainConfig, set_deterministic, train
+
+
+def _params(m):
+    return [p.detach().clone() for p in m.parameters()]
+
+
+def test_quick_training_learns_real_cifar(rb_quick, original_rb):
+    # 10 classes: chance is 10%
+    assert accuracy(original_rb, rb_quick.test) > 0.22
+    assert accuracy(original_rb, rb_quick.retain) > 0.97  # fits its training set
+
+
+def test_resume_after_interruption_equals_uninterrupted_run(rb_quick, tmp_path):
+    set_deterministic(True)
+    try:
+        cfg = TrainConfig(epochs=3, batch_size=64, lr=0.05, augment=True)
+        x, y = rb_quick.retain.images[:256], rb_quick.retain.labels[:256]
+
+        def fresh():
+            torch.manual_seed(1)
+            return build_model("resnet18", 10, 0.125)
+        full = fresh()
+        train(full, x, y, cfg, seed=4)
+
+        class Killed(Exception):
+            pass
+
+        def kill_at_2(epoch, row):
+            if epoch == 2:
+                raise Killed
+        part = fresh()
+        with pytest.raises(Killed):
+            train(part, x, y, cfg, seed=4, resume=tmp_path / "r.safetensors", on_epoch_end=kill_at_2)
+        seen = []
+        resumed = fresh()  # a new process would start from scratch weights; resume restores epoch 2
+        hist = train(resumed, x, y, cfg, seed=4, resume=tmp_path / "r.safetensors",
+                     on_epoch_end=lambda e, r: seen.append(e))
+        assert seen == [3] and [h["epoch"] for h in hist] == [1, 2, 3]
+        for a, b in zip(full.state_dict().values(), resumed.state_dict().values()):
+            assert torch.equal(a, b)
+    finally:
+        set_deterministic(False)
+
+
+def test_nan_loss_stops_and_never_returns_nan_weights(rb_quick, original_rb):
+    with warnings.catch_warnings(record=True) as w:
+        warnings.simplefilter("always")
+        res = unlearn("neggrad", original_rb, rb_quick, lr=1e12, momentum=0.0, epochs=3)
+    assert res.diverged and res.history[-1]["diverged"]
+    assert any("diverged" in str(x.message) for x in w)
+    assert all(torch.isfinite(p).all() for p in res.model.parameters())
+
+
+def test_original_is_never_modified_and_teacher_frozen(rb_quick, original_rb):
+    before = copy.deepcopy(original_rb.state_dict())
+    unlearn("scrub", original_rb, rb_quick, epochs=1, max_steps=1, lr=1e-2)
+    for k, v in original_rb.state_dict().items():
+        assert torch.equal(v, before[k]), k
+
+
+def test_beta_zero_variants_equal_vanilla_scrub(rb_quick, original_rb):
+    kw = dict(epochs=2, max_steps=1, lr=5e-3)
+    base = unlearn("scrub", original_rb, rb_quick, **kw).model
+    for variant in ("scrub_attention", "scrub_similarity"):
+        other = unlearn(variant, original_rb, rb_quick, beta=0.0, **kw).model
+        for a, b in zip(base.state_dict().values(), other.state_dict().values()):
+            assert torch.equal(a, b), variant
+    # and beta > 0 changes the result
+    diff = unlearn("scrub_attention", original_rb, rb_quick, beta=1e4, **kw).model
+    assert any(not torch.equal(a, b) for a, b in zip(base.parameters(), diff.parameters()))
+
+
+def _d(student, teacher, data, T=4.0):
+    from unlearnlib.train import predict_logits
+    return kd_kl(predict_logits(student, data.images), predict_logits(teacher, data.images), T).item()
+
+
+def test_max_step_raises_d_and_min_step_lowers_objective(rb_quick, original_rb):
+    # one max-epoch only (epochs=1, and a min-epoch of zero length is impossible: use tiny lr on min)
+    res = unlearn("scrub", original_rb, rb_quick, epochs=1, max_steps=1, lr=1e-2, alpha=0.0, gamma=0.0)
+    # with alpha = gamma = 0 the min-epoch has zero gradient except weight decay: d grew from max-steps
+    assert _d(res.model, original_rb, rb_quick.forget) > _d(original_rb, original_rb, rb_quick.forget) + 1e-3
+    # min-epochs only (max_steps=0) from a perturbed student lower the min objective on retain
+    pert = unlearn("scrub", original_rb, rb_quick, epochs=1, max_steps=1, lr=5e-2).model
+    hist = unlearn("scrub", pert, rb_quick, epochs=3, max_steps=0, lr=5e-3).history
+    assert hist[-1]["min_loss"] < hist[0]["min_loss"]
+    assert "max_loss" not in hist[0]
+
+
+def test_scrub_history_has_max_and_min_losses(rb_quick, original_rb):
+    h = unlearn("scrub", original_rb, rb_quick, epochs=3, max_steps=2).history
+    assert [("max_loss" in r, "min_loss" in r) for r in h] == [(True, True), (True, True), (False, True)]
+
+
+def test_neggrad_plus_alpha_one_equals_finetune(rb_quick, original_rb):
+    kw = dict(epochs=2, batch_size=32, lr=0.01)
+    ft = unlearn("finetune", original_rb, rb_quick, **kw).model
+    ngp = unlearn("neggrad_plus", original_rb, rb_quick, alpha=1.0, **kw).model
+    # parameters follow the same trajectory; batch-norm running stats differ (forget batches pass through)
+    for a, b in zip(ft.parameters(), ngp.parameters()):
+        assert torch.equal(a, b)
+
+
+@pytest.mark.parametrize("method", ["scrub", "scrub_attention", "scrub_similarity", "neggrad_plus"])
+def test_quick_methods_forget_and_keep_retain(method, rb_quick, original_rb):
+    orig_f, orig_r = accuracy(original_rb, rb_quick.forget), accuracy(original_rb, rb_quick.retain)
+    res = unlearn(method, original_rb, rb_quick, method_config(method, "quick"))
+    f, r = accuracy(res.model, rb_quick.forget), accuracy(res.model, rb_quick.retain)
+    assert orig_f > 0.95 and f < orig_f - 0.25, (orig_f, f)
+    assert r > orig_r - 0.05, (orig_r, r)
+
+
+def test_retrain_forget_accuracy_is_near_its_test_accuracy(rb_quick, retrain_rb, original_rb):
+    f, t = accuracy(retrain_rb.model, rb_quick.forget), accuracy(retrain_rb.model, rb_quick.test)
+    assert abs(f - t) < 0.2 and f < accuracy(original_rb, rb_quick.forget) - 0.4
+
+
+def test_rewind_returns_a_recorded_epoch(rb_quick, original_rb):
+    res = unlearn("scrub", original_rb, rb_quick, epochs=3, max_steps=2, lr=5e-3, rewind=True)
+    assert res.rewound_epoch in (1, 2, 3)
+    assert all("forget_error" in h for h in res.history)
+
+
+@pytest.mark.parametrize("method,kw,msg", [
+    ("scrubb", {}, "unknown method 'scrubb'; allowed: retrain, finetune"),
+    ("scrub", {"learning_rate": 1e-3}, r"unknown hyperparameter\(s\) \['learning_rate'\]"),
+    ("scrub", {"lr": -1.0}, "ScrubConfig.lr must be a non-negative number"),
+    ("scrub", {"epochs": 2.5}, "ScrubConfig.epochs must be a non-negative integer"),
+    ("scrub", {"T": 0.0}, "T must be > 0"),
+    ("scrub", {"rewind": "yes"}, "must be True or False"),
+    ("finetune", {"batch_size": 0}, "batch_size must be >= 1"),
+    ("neggrad_plus", {"alpha": 1.5}, r"alpha must be in \[0, 1\]"),
+    ("scrub_attention", {"layers": "layer4"}, "non-empty sequence of layer names"),
+])
+def test_bad_method_and_hyperparameters_fail_before_compute(method, kw, msg, rb_quick, original_rb):
+    with pytest.raises(ValueError, match=msg):
+        unlearn(method, original_rb, rb_quick, **kw)
+
+
+def test_every_method_has_documented_defaults():
+    for m in METHODS:
+        cfg = default_config(m)
+        assert type(cfg).__doc__
+    assert default_config("scrub").lr == 5e-4 and default_config("scrub").T == 4.0
+    assert (default_config("scrub").max_steps, default_config("scrub").epochs) == (3, 5)
+
+
+def test_kit_api_on_tensors_and_datasets(rb_quick, original_rb):
+    from torch.utils.data import DataLoader, Subset, TensorDataset
+    r = (rb_quick.retain.images.float() / 255, rb_quick.retain.labels)
+    f = (rb_quick.forget.images.float() / 255, rb_quick.forget.labels)
+    v = DataLoader(TensorDataset(rb_quick.test.images.float() / 255, rb_quick.test.labels), batch_size=64)
+    out = unlearning(original_rb, r, f, v, method="scrub", epochs=1, max_steps=1)
+    assert out is not original_rb and accuracy(out, rb_quick.retain) > 0.9
+    with pytest.raises(ValueError, match="forget set is empty"):
+        unlearning(original_rb, r, (f[0][:0], f[1][:0]), v)
+    with pytest.raises(ValueError, match="also appear in the retain set"):
+        unlearning(original_rb, r, (r[0][:5], r[1][:5]), v)
+    ds = TensorDataset(rb_quick.retain.images[:20].float() / 255, rb_quick.retain.labels[:20])
+    with pytest.raises(ValueError, match="overlap in 5 indices"):
+        unlearning(original_rb, Subset(ds, list(range(0, 15))), Subset(ds, list(range(10, 20))), v)
+    with pytest.raises(ValueError, match="more than its data set"):
+        unlearning(original_rb, Subset(ds, [0]), Subset(ds, list(range(1, 20)) * 2), v)

@@ -1,0 +1,249 @@
+"""Hyperparameter and seed grids on Ray, with presets chosen by Avg. Gap to Retrain.
+
+A grid is a dict (or a small YAML file)::
+
+    scenario: rb
+    profile: quick
+    grid:    {method: [scrub, finetune], lr: [0.001, 0.01], seed: [0, 1]}
+    fixed:   {epochs: 3}          # optional: the same for every point
+    train:   {epochs: 15}         # optional: overrides of the original model's recipe
+
+Every combination is a point. Each seed's original model and Retrain reference are prepared
+once (one Ray task per seed); every point then runs as a Ray task that unlearns, evaluates
+against Retrain and returns its row; the driver alone appends rows to ``run_dir/results.jsonl``.
+Points whose row is already stored are skipped, so a restarted sweep runs only what is missing;
+a point that raises is stored with ``status="failed"`` and its error, and the others go on.
+
+With no address, Ray starts locally on this machine; with ``address`` or ``RAY_ADDRESS`` the
+sweep runs on that cluster (unlearnlib is shipped to the workers with ``runtime_env``).
+"""
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import json
+import os
+import time
+import traceback
+from pathlib import Path
+
+from .io import atomic_write_bytes, config_hash, git_commit, versions
+
+__all__ = ["expand", "run_sweep", "select_presets", "write_presets", "load_preset", "load_grid",
+           "sensitivity_rows"]
+
+SWEEP_KEYS = {"scenario", "profile", "grid", "fixed", "train", "name"}
+
+
+def load_grid(spec) -> dict:
+    """A grid spec from a dict or a YAML/JSON file, checked."""
+    if isinstance(spec, (str, os.PathLike)):
+        text = Path(spec).read_text()
+        if str(spec).endswith(".json"):
+            spec = json.loads(text)
+        else:
+            import yaml
+            spec = yaml.safe_load(text)
+    if not isinstance(spec, dict):
+        raise ValueError(f"a sweep spec must be a mapping, got {type(spec).__name__}")
+    unknown = set(spec) - SWEEP_KEYS
+    if unknown:
+        raise ValueError(f"unknown sweep key(s) {sorted(unknown)}; allowed: {', '.join(sorted(SWEEP_KEYS))}")
+    grid = spec.get("grid") or {}
+    if "method" not in grid or "seed" not in grid:
+        raise ValueError("a sweep grid needs at least 'method' and 'seed' lists")
+    for k, v in grid.items():
+        if not isinstance(v, (list, tuple)) or not v:
+            raise ValueError(f"grid entry {k!r} must be a non-empty list, got {v!r}")
+    return {"scenario": spec.get("scenario", "rb"), "profile": spec.get("profile", "quick"),
+            "grid": {k: list(v) for k, v in grid.items()}, "fixed": dict(spec.get("fixed") or {}),
+            "train": dict(spec.get("train") or {}), "name": spec.get("name", "sweep")}
+
+
+def expand(spec) -> list[dict]:
+    """All points of the grid, each validated (method names, hyperparameters) before any compute."""
+    from .profiles import get_profile
+    from .splits import SCENARIOS, validate_seed
+    from .study import method_config
+    spec = load_grid(spec)
+    if spec["scenario"] not in SCENARIOS:
+        raise ValueError(f"unknown scenario {spec['scenario']!r}; allowed: {', '.join(SCENARIOS)}")
+    keys = list(spec["grid"])
+    points = []
+    for values in itertools.product(*(spec["grid"][k] for k in keys)):
+        p = dict(zip(keys, values))
+        method, seed = p.pop("method"), validate_seed(p.pop("seed"))
+        overrides = {**spec["fixed"], **p}
+        if method == "retrain":
+            overrides = {**spec["train"], **overrides}
+        cfg = method_config(method, spec["profile"], **overrides)  # raises on bad names/values
+        # what a preset must restore on top of the library defaults: the profile's values, then the point's
+        preset = {**get_profile(spec["profile"]).methods.get(method, {}), **overrides}
+        points.append({"scenario": spec["scenario"], "profile": spec["profile"], "method": method,
+                       "seed": seed, "overrides": overrides, "train": spec["train"], "preset": preset,
+                       "config_hash": config_hash(dataclasses.asdict(cfg))})
+    return points
+
+
+def _prepare(scenario, seed, profile, run_dir, data_dir, train, threads):
+    """Original model and Retrain reference of one seed (checkpointed in run_dir)."""
+    import torch
+    torch.set_num_threads(threads)
+    from .study import get_original, run_method
+    original, split, ometa = get_original(scenario, seed, profile, run_dir, data_dir, train_overrides=train)
+    _, rmeta = run_method("retrain", original, split, profile, run_dir, tag_config=True, **train)
+    return {"fingerprint": split.fingerprint, "retrain_seconds": rmeta.get("seconds")}
+
+
+def _run_point(point, run_dir, data_dir, threads):
+    import torch
+    torch.set_num_threads(threads)
+    from .metrics import evaluate
+    from .study import default_device, get_original, run_method
+    t0 = time.perf_counter()
+    try:
+        original, split, _ = get_original(point["scenario"], point["seed"], point["profile"], run_dir,
+                                          data_dir, train_overrides=point["train"])
+        ref, rmeta = run_method("retrain", original, split, point["profile"], run_dir, tag_config=True,
+                                **point["train"])
+        model, meta = run_method(point["method"], original, split, point["profile"], run_dir,
+                                 tag_config=True, **point["overrides"])
+        row = evaluate(model, split, reference=ref, original=original, seconds=meta.get("seconds"),
+                       reference_seconds=rmeta.get("seconds"), seed=point["seed"])
+        row.update(status="failed" if meta.get("diverged") else "ok", diverged=meta.get("diverged", False),
+                   history=meta.get("history"))
+    except Exception as e:  # recorded, and the sweep goes on
+        row = {"status": "failed", "error": f"{type(e).__name__}: {e}",
+               "traceback": traceback.format_exc(limit=5)}
+    row.update(point_seconds=time.perf_counter() - t0, device=_device(default_device()))
+    return row
+
+
+def _device(dev):
+    import torch
+    return torch.cuda.get_device_name() if dev == "cuda" else "cpu"
+
+
+def run_sweep(spec, run_dir="runs/sweep", *, address: str | None = None, data_dir=None,
+              cpus_per_point: int = 1, gpus_per_point: float | None = None, retry_failed: bool = False,
+              progress: bool = True, max_points: int | None = None) -> dict:
+    """Run every missing point of ``spec`` on Ray; returns counts and the wall seconds.
+
+    ``max_points`` stops after that many new points (used to test interruption).
+    """
+    from tqdm.auto import tqdm
+
+    from .results import ResultsStore
+    from .splits import make_split
+    try:
+        import ray
+    except ImportError as e:
+        raise ImportError("sweeps need Ray: pip install 'ray>=2.9'") from e
+    spec = load_grid(spec)
+    points = expand(spec)
+    run_dir = Path(run_dir).resolve()
+    store = ResultsStore(run_dir / "results.jsonl")
+    fps = {s: make_split(spec["scenario"], s, data_dir, profile=spec["profile"]).fingerprint
+           for s in sorted({p["seed"] for p in points})}
+    for p in points:
+        p["split_fingerprint"] = fps[p["seed"]]
+    have = {(r["method"], r["seed"], r["config_hash"], r["split_fingerprint"]): r.get("status", "ok")
+            for r in store.rows() if r.get("scenario") == spec["scenario"]}
+    todo = [p for p in points if have.get((p["method"], p["seed"], p["config_hash"], p["split_fingerprint"]))
+            not in ("ok",) + (() if retry_failed else ("failed",))]
+    if max_points is not None:
+        todo = todo[:max_points]
+    t0 = time.perf_counter()
+    summary = {"points": len(points), "skipped": len(points) - len(todo), "ran": 0, "failed": 0}
+    if not todo:
+        summary["seconds"] = 0.0
+        return summary
+    import torch
+    gpus = gpus_per_point if gpus_per_point is not None else (1 if torch.cuda.is_available() else 0)
+    address = address or os.environ.get("RAY_ADDRESS")
+    init = dict(ignore_reinit_error=True, include_dashboard=False, log_to_driver=False,
+                configure_logging=False)
+    if address:
+        init.update(address=address, runtime_env={"py_modules": [str(Path(__file__).resolve().parent)]})
+    ray.init(**init)
+    try:
+        prep = ray.remote(num_cpus=cpus_per_point, num_gpus=gpus)(_prepare)
+        point_task = ray.remote(num_cpus=cpus_per_point, num_gpus=gpus)(_run_point)
+        seeds = sorted({p["seed"] for p in todo})
+        ray.get([prep.remote(spec["scenario"], s, spec["profile"], str(run_dir), data_dir, spec["train"],
+                             cpus_per_point) for s in seeds])
+        pending = {point_task.remote(p, str(run_dir), data_dir, cpus_per_point): p for p in todo}
+        bar = tqdm(total=len(todo), desc=f"sweep {spec['name']}", disable=not progress)
+        while pending:
+            done, _ = ray.wait(list(pending), num_returns=1)
+            p = pending.pop(done[0])
+            row = ray.get(done[0])
+            row.update(scenario=p["scenario"], method=p["method"], seed=p["seed"], config_hash=p["config_hash"],
+                       split_fingerprint=p["split_fingerprint"], profile=p["profile"], config=p["overrides"],
+                       preset_overrides=p["preset"],
+                       sweep=spec["name"], git_commit=git_commit(), versions=versions())
+            store.append(row, replace=True)
+            summary["ran"] += 1
+            summary["failed"] += row["status"] != "ok"
+            el = time.perf_counter() - t0
+            left = el / summary["ran"] * len(pending)
+            bar.set_postfix_str(f"running {min(len(pending), int(ray.available_resources().get('CPU', 0)) or 1)}, "
+                                f"failed {summary['failed']}, ~{left:.0f}s left")
+            bar.update(1)
+        bar.close()
+    finally:
+        if not address:
+            ray.shutdown()
+    summary["seconds"] = round(time.perf_counter() - t0, 2)
+    return summary
+
+
+def select_presets(rows: list[dict], scenario: str | None = None) -> dict:
+    """Per method, the configuration with the smallest Avg. Gap to Retrain averaged over seeds."""
+    import numpy as np
+    groups: dict = {}
+    for r in rows:
+        if r.get("status", "ok") != "ok" or "avg_gap" not in r or r["method"] == "retrain":
+            continue
+        if scenario is not None and r["scenario"] != scenario:
+            continue
+        groups.setdefault(r["method"], {}).setdefault(r["config_hash"], []).append(r)
+    out = {}
+    for method, by_cfg in groups.items():
+        scores = {h: float(np.mean([r["avg_gap"] for r in rs])) for h, rs in by_cfg.items()}
+        best = min(sorted(scores), key=lambda h: scores[h])
+        first = by_cfg[best][0]
+        out[method] = {"overrides": first.get("preset_overrides", first.get("config")) or {}, "avg_gap": scores[best],
+                       "n_seeds": len(by_cfg[best]), "config_hash": best}
+    return out
+
+
+def _preset_dir() -> Path:
+    return Path(os.environ.get("UNLEARNLIB_PRESETS", Path(__file__).resolve().parent / "presets"))
+
+
+def write_presets(presets: dict, name: str, folder=None) -> Path:
+    path = Path(folder or _preset_dir()) / f"{name}.json"
+    atomic_write_bytes(path, (json.dumps(presets, indent=2, sort_keys=True) + "\n").encode())
+    return path
+
+
+def load_preset(name: str, method: str) -> dict:
+    """The overrides that preset ``name`` (a name in the presets folder, or a .json path) gives ``method``."""
+    path = Path(name) if str(name).endswith(".json") else _preset_dir() / f"{name}.json"
+    if not path.is_file():
+        avail = sorted(p.stem for p in _preset_dir().glob("*.json")) if _preset_dir().is_dir() else []
+        raise ValueError(f"unknown preset {name!r} (looked for {path}); available: {', '.join(avail) or 'none'}")
+    presets = json.loads(path.read_text())
+    if method not in presets:
+        raise ValueError(f"preset {name!r} has no entry for method {method!r}; it has {', '.join(sorted(presets))}")
+    return dict(presets[method]["overrides"])
+
+
+def sensitivity_rows(rows: list[dict], param: str = "lr") -> list[dict]:
+    """Rows with ``param`` lifted out of their config, for the sensitivity figure."""
+    out = []
+    for r in rows:
+        if r.get("status", "ok") == "ok" and param in (r.get("config") or {}):
+            out.append({**r, param: r["config"][param]})
+    return out
