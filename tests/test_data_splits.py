@@ -1,7 +1,5 @@
 """Archives, cache, splits and fingerprints on the real offline data."""
-import shutil
 
-import numpy as np
 import pytest
 import torch
 from hypothesis import HealthCheck, given, settings

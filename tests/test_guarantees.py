@@ -139,3 +139,9 @@ def test_fuzz_notebook_parameters_give_values_or_value_error(scenario, seed, see
     assert extra in (None, "_private")
     assert p["scenario"] in ("rb", "rc") and p["profile"] in ("quick", "paper")
     assert all(isinstance(s, int) and s >= 0 for s in p["seeds"]) and p["seeds"]
+
+
+def test_notebook_parameters_hold_only_declared_public_names():
+    ns = {"scenario": "rb", "seed": 1, "_before": set(), "_i3": "x"}
+    p = check_parameters(ns, set(), {"scenario", "seed", "_before", "_i3"})
+    assert p == {"scenario": "rb", "seed": 1}

@@ -1,5 +1,4 @@
 """Evaluation sanity on real data, attack input checks, and the results store."""
-import json
 import os
 
 import numpy as np

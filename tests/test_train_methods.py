@@ -175,3 +175,20 @@ def test_kit_api_on_tensors_and_datasets(rb_quick, original_rb):
         unlearning(original_rb, Subset(ds, list(range(0, 15))), Subset(ds, list(range(10, 20))), v)
     with pytest.raises(ValueError, match="more than its data set"):
         unlearning(original_rb, Subset(ds, [0]), Subset(ds, list(range(1, 20)) * 2), v)
+
+
+def test_bf16_fast_path_matches_fp32_within_seed_noise(rb_quick):
+    """The GPU fast path's numerics (bf16 autocast, fp32 weights) run here on the CPU."""
+    s = rb_quick
+    x, y = s.retain.images[:300], s.retain.labels[:300]  # bf16 is slow on CPUs: a 300-image subset
+    accs = {}
+    for amp in ("fp32", "bf16"):
+        torch.manual_seed(0)
+        m = build_model("resnet18", 10, 0.125, s.mean, s.std)
+        train(m, x, y, PROFILES["quick"].train, seed=0, amp=amp)
+        accs[amp] = (accuracy(m, s.retain.subset(range(300))), accuracy(m, s.test))
+    # both fit the training set; test accuracy agrees within the seed-to-seed spread (std ~3.3 points)
+    assert accs["fp32"][0] > 0.97 and accs["bf16"][0] > 0.97, accs
+    assert abs(accs["fp32"][1] - accs["bf16"][1]) < 0.08, accs
+    with pytest.raises(ValueError, match="amp 'fp16' is not one of auto, bf16, fp32"):
+        train(m, x[:8], y[:8], amp="fp16")

@@ -13,7 +13,6 @@ The figures are appended as one JSON line to ``benchmarks/results.jsonl`` (or ``
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import platform
 import tempfile
@@ -119,7 +118,6 @@ def main(argv=None) -> int:
                   f"+ evaluation): {fig['study']['seconds']:.1f} s")
 
     out = Path(args.out or Path(__file__).resolve().parent.parent / "benchmarks" / "results.jsonl")
-    from .results import ResultsStore  # noqa: F401  (same append-only discipline)
     from .io import atomic_write_bytes
     old = out.read_bytes() if out.is_file() else b""
     atomic_write_bytes(out, old + (json.dumps(fig, sort_keys=True) + "\n").encode())

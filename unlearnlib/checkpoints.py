@@ -6,10 +6,8 @@ is refused without being unpickled, so it can run no code. Writes are atomic.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
-import torch
 import torch.nn as nn
 
 from .io import atomic_write_bytes, git_commit, versions

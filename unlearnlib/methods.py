@@ -16,6 +16,7 @@ each method works on a deep copy.
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import time
@@ -140,7 +141,7 @@ def default_config(method: str, **overrides):
                              f"got {cfg.layers!r}")
         cfg.layers = tuple(cfg.layers)
     check_config(cfg)
-    if hasattr(cfg, "alpha") and isinstance(cfg, NegGradPlusConfig) and not 0 <= cfg.alpha <= 1:
+    if isinstance(cfg, NegGradPlusConfig) and not 0 <= cfg.alpha <= 1:
         raise ValueError(f"NegGradPlusConfig.alpha must be in [0, 1], got {cfg.alpha}")
     return cfg
 
@@ -243,8 +244,7 @@ def _scrub(model, split_sets, cfg: ScrubConfig, seed, resume, on_epoch_end):
     def epoch_fn(i):
         student.train()
         row = {}
-        ctx = tap if tap is not None else _null()
-        with ctx:
+        with tap if tap is not None else contextlib.nullcontext():
             if i < cfg.max_steps:
                 row["max_loss"] = run_epoch(student, opt, forget, cfg.forget_batch_size,
                                             max_objective, gen, fast=cfg.fast)["loss"]
@@ -267,14 +267,6 @@ def _scrub(model, split_sets, cfg: ScrubConfig, seed, resume, on_epoch_end):
         student.load_state_dict(states[best])
         rewound = history[-len(states) + best]["epoch"]
     return history, diverged, rewound
-
-
-class _null:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *a):
-        return False
 
 
 def _error(model, data: LabelledImages) -> torch.Tensor:

@@ -41,7 +41,8 @@ def check_parameters(namespace: dict, before: set, declared) -> dict:
     ``declared`` holds the names the parameters cell defines. Unknown injected names, an unknown
     scenario or profile, and bad seeds raise ``ValueError`` naming the value and what is allowed.
     """
-    unknown = sorted(n for n in set(namespace) - before - set(declared) if not n.startswith("_"))
+    declared = {n for n in declared if not n.startswith("_")}  # IPython's _i3, _ and the notebook's _before
+    unknown = sorted(n for n in set(namespace) - before - declared if not n.startswith("_"))
     if unknown:
         raise ValueError(f"unknown parameter(s) {unknown}; this notebook accepts: {', '.join(sorted(declared))}")
     p = {k: namespace[k] for k in sorted(declared)}

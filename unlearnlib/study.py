@@ -8,7 +8,7 @@ store already has, so a disconnected run started again does only what is missing
 from __future__ import annotations
 
 import dataclasses
-import json
+import time
 import warnings
 from pathlib import Path
 
@@ -88,7 +88,6 @@ def get_original(scenario: str, seed: int, profile: str = "quick", run_dir="runs
     model = build_model("resnet18", split.num_classes, p.width, split.mean, split.std).to(device)
     images = torch.cat([split.retain.images, split.forget.images])
     labels = torch.cat([split.retain.labels, split.forget.labels])
-    import time
     t0 = time.perf_counter()
     history = train(model, images, labels, cfg, seed=seed, on_epoch_end=progress)
     seconds = time.perf_counter() - t0
@@ -149,7 +148,6 @@ def run_scenario(scenario: str, seeds, profile: str = "quick", methods=None, run
     for seed in seeds:
         original, split, ometa = get_original(scenario, seed, profile, run_dir, data_dir, device)
         bar.update(1)
-        models = {}
 
         def key(method, cfg_hash):
             return dict(scenario=scenario, method=method, seed=seed, config_hash=cfg_hash,
@@ -177,7 +175,6 @@ def run_scenario(scenario: str, seeds, profile: str = "quick", methods=None, run
                        diverged=meta.get("diverged", False), config=meta.get("config"))
             store.append(row)
             bar.update(method != "original")
-            models[method] = model
     bar.close()
     return [r for r in store.rows() if r["scenario"] == scenario and r["profile"] == profile
             and r["seed"] in list(seeds)]

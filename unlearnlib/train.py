@@ -17,7 +17,7 @@ import os
 import random
 import time
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, NamedTuple
 
@@ -47,9 +47,11 @@ class TrainConfig:
     augment: bool = True           # random crop (pad H/8) + horizontal flip, on the device
     label_smoothing: float = 0.0   # cross-entropy label smoothing
     fast: bool = True              # CUDA only: bf16 autocast, channels_last, fused SGD
+    amp: str = "auto"              # "auto" (bf16 on CUDA when fast), "bf16" (any device), "fp32"
 
 
 SCHEDULES = ("onecycle", "cosine", "constant")
+AMP_MODES = ("auto", "bf16", "fp32")
 
 
 def check_config(cfg, allowed: dict | None = None) -> None:
@@ -68,6 +70,8 @@ def check_config(cfg, allowed: dict | None = None) -> None:
                 raise ValueError(f"{type(cfg).__name__}.{f.name} must be a non-negative number, got {v!r}")
         elif isinstance(default, str) and not isinstance(v, str):
             raise ValueError(f"{type(cfg).__name__}.{f.name} must be a string, got {v!r}")
+    if getattr(cfg, "amp", "auto") not in AMP_MODES:
+        raise ValueError(f"amp {cfg.amp!r} is not one of {', '.join(AMP_MODES)}")
     if getattr(cfg, "schedule", "constant") not in SCHEDULES:
         raise ValueError(f"schedule {cfg.schedule!r} is not one of {', '.join(SCHEDULES)}")
     for name in ("batch_size", "forget_batch_size"):
@@ -115,9 +119,10 @@ def _fast(device: torch.device, fast: bool) -> bool:
     return fast and device.type == "cuda"
 
 
-def autocast(device: torch.device, fast: bool):
-    if _fast(device, fast):
-        return torch.autocast("cuda", dtype=torch.bfloat16)
+def autocast(device: torch.device, fast: bool, amp: str = "auto"):
+    """bf16 autocast (fp32 weights; batch-norm and losses stay fp32) per ``amp``; see TrainConfig."""
+    if amp == "bf16" or (amp == "auto" and _fast(device, fast)):
+        return torch.autocast(device.type, dtype=torch.bfloat16)
     return contextlib.nullcontext()
 
 
@@ -140,7 +145,7 @@ def run_epoch(model: nn.Module, optimizer, data: LabelledImages, batch_size: int
               paired: LabelledImages | None = None, paired_batch_size: int = 0,
               paired_generator: torch.Generator | None = None,
               lr_at: Callable[[int], float] | None = None, fast: bool = True,
-              drop_last: bool = False) -> dict[str, torch.Tensor]:
+              amp: str = "auto", drop_last: bool = False) -> dict[str, torch.Tensor]:
     """One pass over ``data`` in shuffled mini-batches.
 
     ``objective(model, batch, paired_batch)`` returns ``(loss, report)``: ``loss`` is minimised,
@@ -172,7 +177,7 @@ def run_epoch(model: nn.Module, optimizer, data: LabelledImages, batch_size: int
             lr = lr_at(step)
             for g in optimizer.param_groups:
                 g["lr"] = lr
-        with autocast(dev, fast):
+        with autocast(dev, fast, amp):
             loss, report = objective(model, batch, pbatch)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -311,7 +316,7 @@ def train(model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
         correct.zero_()
         model.train()
         row = run_epoch(model, opt, data, cfg.batch_size, objective, gen, augment_data=cfg.augment,
-                        lr_at=lambda step: lr(epoch, step), fast=cfg.fast)
+                        lr_at=lambda step: lr(epoch, step), fast=cfg.fast, amp=cfg.amp)
         return {"loss": row["loss"], "acc": correct / len(data)}
 
     key = config_hash({"train": dataclasses.asdict(cfg), "seed": seed, "n": len(data)})
