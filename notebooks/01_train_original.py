@@ -82,4 +82,4 @@ print(f"fingerprint {split.fingerprint[:16]}…, trained in {meta['seconds']:.1f
 
 # %%
 fig = plot_training_history(meta["history"], f"original model, {split.scenario.upper()} seed {split.seed} ({P['profile']})")
-save_figure(fig, P["figures_dir"], f"01_training_{P['scenario']}_{P['profile']}")
+save_figure(fig, P["figures_dir"], f"01_training_{P['scenario']}_{P['tag']}")

@@ -81,7 +81,7 @@ metrics = ["retain_acc", "forget_acc", "test_acc", "forget_true_acc", "confusion
 table = method_table(rows, metrics, paper=PAPER_TABLE2)
 cols = ["label", "n"] + metrics + ["paper"]
 heads = ["method", "n", "retain %", "forget %", "test %"] + [m for m in metrics[3:]] + ["paper (r/f/t %)"]
-md = save_table(table, cols, heads, P["results_dir"], f"03_rc_scrub_table_{P['profile']}")
+md = save_table(table, cols, heads, P["results_dir"], f"03_rc_scrub_table_{P['tag']}")
 display(Markdown(md))
 
 # %% [markdown]
@@ -89,4 +89,4 @@ display(Markdown(md))
 
 # %%
 fig = plot_accuracy_bars(table, "03 · Resolving confusion on Tiny-ImageNet-20 (Table 2) (rc, " + P["profile"] + " profile)")
-save_figure(fig, P["figures_dir"], f"03_rc_scrub_accuracy_{P['profile']}")
+save_figure(fig, P["figures_dir"], f"03_rc_scrub_accuracy_{P['tag']}")

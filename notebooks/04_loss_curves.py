@@ -82,7 +82,7 @@ for r in rows[:3]:
 
 # %%
 fig = plot_loss_curves(rows)
-save_figure(fig, P["figures_dir"], f"04_loss_curves_{P['profile']}")
+save_figure(fig, P["figures_dir"], f"04_loss_curves_{P['tag']}")
 
 # %% [markdown]
 # **Figure 1**: logits-only distillation (vanilla SCRUB), attention maps over layer1–layer4

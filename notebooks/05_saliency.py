@@ -92,12 +92,12 @@ titles = [f"class {int(t)}" for t in targets]
 # %%
 for kind in KINDS:
     fig = plot_saliency_grid(images.numpy(), maps[kind], titles)
-    save_figure(fig, P["figures_dir"], f"05_saliency_{kind}_{P['profile']}")
+    save_figure(fig, P["figures_dir"], f"05_saliency_{kind}_{P['tag']}")
 
 # %% [markdown]
 # **Similarity to Retrain**: mean rank correlation of each model's maps with Retrain's (1 = same ranking).
 
 # %%
 md = save_table(sim, ["kind", "model", "rank_corr_to_retrain"], ["attribution", "model", "rank corr. to Retrain"],
-                P["results_dir"], f"05_saliency_similarity_{P['profile']}")
+                P["results_dir"], f"05_saliency_similarity_{P['tag']}")
 display(Markdown(md))

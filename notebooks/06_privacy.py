@@ -80,7 +80,7 @@ metrics = ["mia_loss", "gap_mia_loss", "mia_efficacy", "gap_mia_efficacy", "gap_
            "avg_gap", "js_forget", "js_test", "l2_forget", "l2_test"]
 table = method_table(rows, metrics)
 md = save_table(table, ["label", "n"] + metrics, ["method", "n"] + metrics, P["results_dir"],
-                f"06_privacy_{P['scenario']}_{P['profile']}")
+                f"06_privacy_{P['scenario']}_{P['tag']}")
 display(Markdown(md))
 
 # %% [markdown]
@@ -92,4 +92,4 @@ s0 = P["seeds"][0]
 split = make_split(P["scenario"], s0, P["data_dir"], profile=P["profile"])
 models = {m: load_unlearned(m, P["scenario"], s0, P["profile"], P["run_dir"], split) for m in METHOD_ORDER}
 fig = plot_loss_distributions(loss_distributions(models, split))
-save_figure(fig, P["figures_dir"], f"06_loss_distributions_{P['scenario']}_{P['profile']}")
+save_figure(fig, P["figures_dir"], f"06_loss_distributions_{P['scenario']}_{P['tag']}")

@@ -89,7 +89,7 @@ summary
 # %%
 rows = [r for r in ResultsStore(P["run_dir"] / "sweep" / "results.jsonl").rows() if r.get("sweep") == spec["name"]]
 fig = plot_sensitivity(sensitivity_rows(rows, "lr"), "lr")
-save_figure(fig, P["figures_dir"], f"07_sensitivity_{P['scenario']}_{P['profile']}")
+save_figure(fig, P["figures_dir"], f"07_sensitivity_{P['scenario']}_{P['tag']}")
 
 # %% [markdown]
 # **The selection**: per method, the learning rate with the smallest Avg. Gap averaged over seeds.
@@ -99,6 +99,6 @@ chosen = select_presets(rows, P["scenario"])
 table = [{"method": LABELS.get(m, m), "lr": c["overrides"].get("lr"), "avg_gap": f"{100 * c['avg_gap']:.2f}",
           "seeds": c["n_seeds"]} for m, c in sorted(chosen.items())]
 display(Markdown(save_table(table, ["method", "lr", "avg_gap", "seeds"], ["method", "best lr", "Avg. Gap (%)", "seeds"],
-                            P["results_dir"], f"07_presets_{P['scenario']}_{P['profile']}")))
+                            P["results_dir"], f"07_presets_{P['scenario']}_{P['tag']}")))
 if preset:
     print("preset written to", write_presets(chosen, preset))

@@ -32,11 +32,12 @@ def test_checkpoint_of_another_split_refused_for_unlearning_and_evaluation(tmp_p
     assert evaluate(model, other)["retain_acc"] >= 0
 
 
-def test_unlearning_resumes_after_a_kill_with_identical_weights(tmp_path, rb_quick, original_rb):
+@pytest.mark.parametrize("method,kw", [("scrub", dict(epochs=3, max_steps=2, lr=5e-3)),
+                                       ("neggrad_plus", dict(epochs=3, alpha=0.9))])
+def test_unlearning_resumes_after_a_kill_with_identical_weights(tmp_path, rb_quick, original_rb, method, kw):
     set_deterministic(True)
     try:
-        kw = dict(epochs=3, max_steps=2, lr=5e-3)
-        full = unlearn("scrub", original_rb, rb_quick, **kw).model
+        full = unlearn(method, original_rb, rb_quick, **kw).model
 
         class Killed(Exception):
             pass
@@ -45,9 +46,9 @@ def test_unlearning_resumes_after_a_kill_with_identical_weights(tmp_path, rb_qui
             if epoch == 2:
                 raise Killed
         with pytest.raises(Killed):
-            unlearn("scrub", original_rb, rb_quick, resume=tmp_path / "s.safetensors", on_epoch_end=kill, **kw)
+            unlearn(method, original_rb, rb_quick, resume=tmp_path / "s.safetensors", on_epoch_end=kill, **kw)
         seen = []
-        res = unlearn("scrub", original_rb, rb_quick, resume=tmp_path / "s.safetensors",
+        res = unlearn(method, original_rb, rb_quick, resume=tmp_path / "s.safetensors",
                       on_epoch_end=lambda e, r: seen.append(e), **kw)
         assert seen == [3] and len(res.history) == 3
         for a, b in zip(full.state_dict().values(), res.model.state_dict().values()):
@@ -145,3 +146,29 @@ def test_notebook_parameters_hold_only_declared_public_names():
     ns = {"scenario": "rb", "seed": 1, "_before": set(), "_i3": "x"}
     p = check_parameters(ns, set(), {"scenario", "seed", "_before", "_i3"})
     assert p == {"scenario": "rb", "seed": 1}
+
+
+def test_study_resumes_a_model_cut_off_mid_training(tmp_path, tiny_profile):
+    from unlearnlib.study import get_original
+
+    class Disconnected(Exception):
+        pass
+
+    def cut(epoch, row):
+        if epoch == 1:
+            raise Disconnected
+    with pytest.raises(Disconnected):
+        get_original("rb", 0, "quick", tmp_path, progress=cut)
+    assert len(list((tmp_path / "checkpoints").glob("*.resume.safetensors"))) == 1
+    seen = []
+    _, _, meta = get_original("rb", 0, "quick", tmp_path, progress=lambda e, r: seen.append(e))
+    assert seen == [2] and [h["epoch"] for h in meta["history"]] == [1, 2]
+    assert not list((tmp_path / "checkpoints").glob("*.resume.safetensors"))
+
+
+def test_one_seed_runs_never_overwrite_the_full_tables():
+    full = check_parameters({"seeds": None, "seed": None, "profile": "quick"}, set(), {"seeds", "seed", "profile"})
+    one = check_parameters({"seeds": None, "seed": 2, "profile": "quick"}, set(), {"seeds", "seed", "profile"})
+    assert full["tag"] == "quick" and one["tag"] == "quick_seeds2"
+    s1 = check_parameters({"seed": 1, "profile": "quick"}, set(), {"seed", "profile"})
+    assert s1["tag"] == "quick_seed1"

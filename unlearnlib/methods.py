@@ -289,7 +289,8 @@ def _simple(model, data, cfg, seed, resume, on_epoch_end, objective, paired=None
                                   paired_batch_size=pbs, paired_generator=pgen, fast=cfg.fast)["loss"]}
 
     history, diverged = fit(model, opt, cfg.epochs, epoch_fn, gen, resume=resume,
-                            resume_key=_key(cfg, seed, [data]), on_epoch_end=on_epoch_end)
+                            resume_key=_key(cfg, seed, [data]), on_epoch_end=on_epoch_end,
+                            extra_generators=(pgen,) if pgen is not None else ())
     return history, diverged, None
 
 

@@ -64,6 +64,15 @@ def check_parameters(namespace: dict, before: set, declared) -> dict:
         if isinstance(seeds, (str, bytes)) or not hasattr(seeds, "__iter__") or not list(seeds):
             raise ValueError(f"seeds must be a non-empty list of non-negative integers, got {seeds!r}")
         p["seeds"] = [validate_seed(s) for s in seeds]
+    if "profile" in p:
+        # names of tables and figures: profile, plus the seeds when they are not the profile's,
+        # so that a one-seed run never overwrites the table of a full run
+        default = list(PROFILES[p["profile"]].seeds)
+        chosen = p.get("seeds", [p["seed"]] if p.get("seed") is not None else None)
+        if "seeds" in p:
+            p["tag"] = p["profile"] + ("" if chosen == default else "_seeds" + "-".join(map(str, chosen)))
+        else:  # one-seed notebooks (01, 05): seed 0 keeps the plain name
+            p["tag"] = p["profile"] + ("" if p.get("seed") in (None, 0) else f"_seed{p['seed']}")
     root = project_root()
     for key, default in (("run_dir", None), ("figures_dir", "figures"), ("results_dir", "results")):
         if key in p:

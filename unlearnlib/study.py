@@ -3,7 +3,9 @@
 ``get_original`` and ``run_method`` reuse a checkpoint in ``run_dir/checkpoints`` when its
 metadata (scenario, seed, profile, split fingerprint, config hash, ...) matches, and train or
 unlearn again when it does not. ``run_scenario`` skips (method, seed) rows that the results
-store already has, so a disconnected run started again does only what is missing.
+store already has, so a disconnected run started again does only what is missing; a model whose
+training or unlearning was cut off resumes from its last finished epoch (per-epoch state in
+``run_dir/checkpoints/*.resume.safetensors``, removed once the checkpoint is written).
 """
 from __future__ import annotations
 
@@ -88,12 +90,19 @@ def get_original(scenario: str, seed: int, profile: str = "quick", run_dir="runs
     model = build_model("resnet18", split.num_classes, p.width, split.mean, split.std).to(device)
     images = torch.cat([split.retain.images, split.forget.images])
     labels = torch.cat([split.retain.labels, split.forget.labels])
+    resume = _resume_file(path, expect["config_hash"])
     t0 = time.perf_counter()
-    history = train(model, images, labels, cfg, seed=seed, on_epoch_end=progress)
-    seconds = time.perf_counter() - t0
+    history = train(model, images, labels, cfg, seed=seed, on_epoch_end=progress, resume=resume)
+    seconds = time.perf_counter() - t0  # after a resume: the seconds of this session only
     save_checkpoint(path, model, **expect, history=history, seconds=seconds,
                     device=_device_name(device))
+    resume.unlink(missing_ok=True)
     return model.eval(), split, load_checkpoint(path, expect=expect)[1]
+
+
+def _resume_file(path: Path, chash: str) -> Path:
+    """Per-epoch state of an unfinished run (deleted once its checkpoint is written)."""
+    return path.with_name(f"{path.stem}-{chash[:8]}.resume.safetensors")
 
 
 def load_unlearned(method: str, scenario: str, seed: int, profile: str, run_dir, split,
@@ -109,7 +118,7 @@ def load_unlearned(method: str, scenario: str, seed: int, profile: str, run_dir,
 
 
 def run_method(method: str, original, split, profile: str, run_dir, device=None, *,
-               tag_config: bool = False, **overrides):
+               tag_config: bool = False, progress=None, **overrides):
     """Unlearn with ``method`` (or reuse its matching checkpoint). Returns ``(model, meta)``.
     ``tag_config`` puts the config hash in the file name, so configurations don't replace each other."""
     device = device or default_device()
@@ -121,10 +130,12 @@ def run_method(method: str, original, split, profile: str, run_dir, device=None,
     hit = _load_if_matching(path, expect, device)
     if hit is not None:
         return hit
-    res = unlearn(method, original, split, cfg)
+    resume = _resume_file(path, chash)
+    res = unlearn(method, original, split, cfg, resume=resume, on_epoch_end=progress)
     save_checkpoint(path, res.model, **expect, history=res.history, seconds=res.seconds,
                     diverged=res.diverged, rewound_epoch=res.rewound_epoch,
                     config=res.config, device=_device_name(device))
+    resume.unlink(missing_ok=True)
     return load_checkpoint(path, expect=expect, device=device)
 
 

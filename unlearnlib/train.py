@@ -188,7 +188,7 @@ def run_epoch(model: nn.Module, optimizer, data: LabelledImages, batch_size: int
 
 # ---------------------------------------------------------------- resumable epochs
 
-def _save_resume(path: Path, model, optimizer, generator, epoch: int, history: list, key: str):
+def _save_resume(path: Path, model, optimizer, generators, epoch: int, history: list, key: str):
     from safetensors.torch import save
     tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     opt = optimizer.state_dict()
@@ -196,13 +196,14 @@ def _save_resume(path: Path, model, optimizer, generator, epoch: int, history: l
         for k, v in st.items():
             if torch.is_tensor(v):
                 tensors[f"opt.{i}.{k}"] = v.detach().cpu().contiguous()
-    tensors["generator"] = generator.get_state().cpu()
+    for i, g in enumerate(generators):
+        tensors[f"generator.{i}"] = g.get_state().cpu()
     meta = {"epoch": str(epoch), "history": json.dumps(history), "key": key,
             "param_groups": json.dumps(opt["param_groups"])}
     atomic_write_bytes(path, save(tensors, metadata=meta))
 
 
-def _load_resume(path: Path, model, optimizer, generator, key: str):
+def _load_resume(path: Path, model, optimizer, generators, key: str):
     from safetensors import safe_open
     with safe_open(str(path), framework="pt") as f:
         meta = f.metadata()
@@ -218,28 +219,31 @@ def _load_resume(path: Path, model, optimizer, generator, key: str):
             _, i, name = k.split(".", 2)
             state.setdefault(int(i), {})[name] = v.to(dev)
     optimizer.load_state_dict({"state": state, "param_groups": json.loads(meta["param_groups"])})
-    generator.set_state(tensors["generator"])
+    for i, g in enumerate(generators):
+        g.set_state(tensors[f"generator.{i}"])
     return int(meta["epoch"]), json.loads(meta["history"])
 
 
 def fit(model: nn.Module, optimizer, epochs: int, epoch_fn: Callable[[int], dict],
         generator: torch.Generator, *, resume: str | os.PathLike | None = None,
         resume_key: str = "", on_epoch_end: Callable | None = None,
-        nan_keys: tuple = ("loss",)) -> tuple[list[dict], bool]:
+        nan_keys: tuple = ("loss",), extra_generators: tuple = ()) -> tuple[list[dict], bool]:
     """Run ``epoch_fn(epoch)`` for each epoch; returns ``(history, diverged)``.
 
     ``epoch_fn`` returns a dict of device tensors or numbers: read here once per epoch, with the
     wall seconds added. If a value named in ``nan_keys`` is not finite, the weights are put back
     to the last finite epoch, a warning is issued, and ``diverged`` is True. With ``resume``, the
     model, optimizer, generator and history are saved atomically after every epoch, and a
-    restarted run continues from the last saved epoch.
+    restarted run continues from the last saved epoch (``extra_generators``, e.g. NegGrad+'s
+    forget stream, are saved and restored with ``generator``).
     """
+    gens = (generator, *extra_generators)
     dev = _device_of(model)
     history: list[dict] = []
     start = 0
     resume = Path(resume) if resume is not None else None
     if resume is not None and resume.is_file():
-        start, history = _load_resume(resume, model, optimizer, generator, resume_key)
+        start, history = _load_resume(resume, model, optimizer, gens, resume_key)
     last_good = copy.deepcopy(model.state_dict())
     for epoch in range(start, epochs):
         sync(dev)
@@ -260,7 +264,7 @@ def fit(model: nn.Module, optimizer, epochs: int, epoch_fn: Callable[[int], dict
         history.append(row)
         last_good = copy.deepcopy(model.state_dict())
         if resume is not None:
-            _save_resume(resume, model, optimizer, generator, epoch + 1, history, resume_key)
+            _save_resume(resume, model, optimizer, gens, epoch + 1, history, resume_key)
         if on_epoch_end is not None:
             on_epoch_end(epoch + 1, row)
     return history, False
