@@ -43,4 +43,4 @@ def original_rb(rb_quick):
 def retrain_rb(rb_quick, original_rb):
     from unlearnlib.study import method_config
     from unlearnlib.methods import unlearn
-    return unlearn("retrain", original_rb, rb_quick, method_config("retrain", "quick"))
+    return unlearn("retrain", original_rb, rb_quick, method_config("retrain", "quick", "rb"))

@@ -172,3 +172,17 @@ def test_one_seed_runs_never_overwrite_the_full_tables():
     assert full["tag"] == "quick" and one["tag"] == "quick_seeds2"
     s1 = check_parameters({"seed": 1, "profile": "quick"}, set(), {"seed", "profile"})
     assert s1["tag"] == "quick_seed1"
+
+
+def test_a_new_original_model_invalidates_its_unlearned_models(tmp_path, tiny_profile, monkeypatch):
+    from unlearnlib.study import run_scenario
+    run_scenario("rb", [0], "quick", methods=["finetune"], run_dir=tmp_path, progress=False)
+    first = {r["method"]: r["config_hash"] for r in ResultsStore(tmp_path / "results.jsonl").rows()}
+    changed = profiles.Profile("quick", tiny_profile.width, TrainConfig(epochs=3, batch_size=64, lr=0.05, augment=False),
+                               tiny_profile.methods)
+    monkeypatch.setitem(profiles.PROFILES, "quick", changed)
+    run_scenario("rb", [0], "quick", methods=["finetune"], run_dir=tmp_path, progress=False)
+    rows = ResultsStore(tmp_path / "results.jsonl").rows()
+    assert len(rows) == 6  # original, retrain and finetune were all redone for the new recipe
+    second = {r["method"]: r["config_hash"] for r in rows[3:]}
+    assert all(first[m] != second[m] for m in ("original", "retrain", "finetune"))

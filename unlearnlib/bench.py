@@ -98,7 +98,7 @@ def main(argv=None) -> int:
         secs = {}
         for m in ["retrain"] + [m for m in METHODS if m != "retrain"]:
             over = ({"epochs": 2} if m == "retrain" else {"epochs": 1}) if args.smoke else {}
-            res = unlearn(m, original, split, method_config(m, args.profile, **over))
+            res = unlearn(m, original, split, method_config(m, args.profile, "rb", **over))
             secs[m] = res.seconds
         fig["method_seconds"] = {m: round(s, 3) for m, s in secs.items()}
         fig["ratio_to_retrain"] = {m: round(s / secs["retrain"], 3) for m, s in secs.items()}

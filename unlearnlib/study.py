@@ -43,10 +43,11 @@ def _device_name(device) -> str:
     return torch.cuda.get_device_name(d) if d.type == "cuda" else "cpu"
 
 
-def method_config(method: str, profile: str, **overrides):
-    """The method's config for ``profile``: library defaults, then the profile's, then yours."""
+def method_config(method: str, profile: str, scenario: str | None = None, **overrides):
+    """The method's config for ``profile`` (and ``scenario``, which sets Retrain's recipe):
+    library defaults, then the profile's, then yours."""
     p = get_profile(profile)
-    base = dataclasses.asdict(p.train) if method == "retrain" else {}
+    base = dataclasses.asdict(p.train_for(scenario)) if method == "retrain" else {}
     return default_config(method, **{**base, **p.methods.get(method, {}), **overrides})
 
 
@@ -79,7 +80,7 @@ def get_original(scenario: str, seed: int, profile: str = "quick", run_dir="runs
     device = device or default_device()
     p = get_profile(profile)
     split = split or make_split(scenario, seed, data_dir, profile=profile)
-    cfg = dataclasses.replace(p.train, **(train_overrides or {}))
+    cfg = dataclasses.replace(p.train_for(scenario), **(train_overrides or {}))
     expect = _expect(split, profile, method="original", config_hash=config_hash(dataclasses.asdict(cfg)))
     tag = "" if not train_overrides else "-" + expect["config_hash"][:8]
     path = _ckpt(run_dir, f"{scenario}-{profile}-seed{seed}-original{tag}")
@@ -97,7 +98,9 @@ def get_original(scenario: str, seed: int, profile: str = "quick", run_dir="runs
     save_checkpoint(path, model, **expect, history=history, seconds=seconds,
                     device=_device_name(device))
     resume.unlink(missing_ok=True)
-    return model.eval(), split, load_checkpoint(path, expect=expect)[1]
+    meta = load_checkpoint(path, expect=expect)[1]
+    model.unlearnlib_meta = meta
+    return model.eval(), split, meta
 
 
 def _resume_file(path: Path, chash: str) -> Path:
@@ -111,10 +114,17 @@ def load_unlearned(method: str, scenario: str, seed: int, profile: str, run_dir,
     device = device or default_device()
     if method == "original":
         return get_original(scenario, seed, profile, run_dir, split=split, device=device)[0]
-    cfg = method_config(method, profile, **overrides)
-    expect = _expect(split, profile, method=method, config_hash=config_hash(dataclasses.asdict(cfg)))
+    cfg = method_config(method, profile, scenario, **overrides)
+    original = get_original(scenario, seed, profile, run_dir, split=split, device=device)[0]
+    expect = _expect(split, profile, method=method, config_hash=_method_hash(cfg, original))
     return load_checkpoint(_ckpt(run_dir, f"{scenario}-{profile}-seed{seed}-{method}"),
                            expect=expect, device=device)[0]
+
+
+def _method_hash(cfg, original) -> str:
+    """The method's config hash, tied to the original model it starts from (its config hash)."""
+    origin = (getattr(original, "unlearnlib_meta", None) or {}).get("config_hash")
+    return config_hash({"method": dataclasses.asdict(cfg), "original": origin})
 
 
 def run_method(method: str, original, split, profile: str, run_dir, device=None, *,
@@ -122,8 +132,8 @@ def run_method(method: str, original, split, profile: str, run_dir, device=None,
     """Unlearn with ``method`` (or reuse its matching checkpoint). Returns ``(model, meta)``.
     ``tag_config`` puts the config hash in the file name, so configurations don't replace each other."""
     device = device or default_device()
-    cfg = method_config(method, profile, **overrides)
-    chash = config_hash(dataclasses.asdict(cfg))
+    cfg = method_config(method, profile, split.scenario, **overrides)
+    chash = _method_hash(cfg, original)
     expect = _expect(split, profile, method=method, config_hash=chash)
     tag = f"-{chash[:8]}" if tag_config else ""
     path = _ckpt(run_dir, f"{split.scenario}-{profile}-seed{split.seed}-{method}{tag}")

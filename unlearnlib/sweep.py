@@ -76,12 +76,12 @@ def expand(spec) -> list[dict]:
         overrides = {**spec["fixed"], **p}
         if method == "retrain":
             overrides = {**spec["train"], **overrides}
-        cfg = method_config(method, spec["profile"], **overrides)  # raises on bad names/values
+        cfg = method_config(method, spec["profile"], spec["scenario"], **overrides)  # raises on bad values
         # what a preset must restore on top of the library defaults: the profile's values, then the point's
         preset = {**get_profile(spec["profile"]).methods.get(method, {}), **overrides}
         points.append({"scenario": spec["scenario"], "profile": spec["profile"], "method": method,
                        "seed": seed, "overrides": overrides, "train": spec["train"], "preset": preset,
-                       "config_hash": config_hash(dataclasses.asdict(cfg))})
+                       "config_hash": config_hash({"method": dataclasses.asdict(cfg), "train": spec["train"]})})
     return points
 
 
