@@ -23,11 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from .io import git_commit, versions
-
-
-def _sync(dev):
-    if dev.type == "cuda":
-        torch.cuda.synchronize()
+from .train import sync
 
 
 def throughput(width: float, batch: int, steps: int, device, size: int = 32) -> float:
@@ -50,11 +46,11 @@ def throughput(width: float, batch: int, steps: int, device, size: int = 32) -> 
         opt.step()
     for _ in range(3):
         step()
-    _sync(dev)
+    sync(dev)
     t0 = time.perf_counter()
     for _ in range(steps):
         step()
-    _sync(dev)
+    sync(dev)
     return batch * steps / (time.perf_counter() - t0)
 
 
@@ -112,7 +108,7 @@ def main(argv=None) -> int:
             for sc in scen:
                 run_scenario(sc, seeds, args.profile, run_dir=Path(tmp) / "study", data_dir=args.data_dir,
                              device=str(dev), progress=False)
-            _sync(dev)
+            sync(dev)
             fig["study"] = {"scenarios": scen, "seeds": seeds, "seconds": round(time.perf_counter() - t0, 2)}
             print(f"  end-to-end study ({'+'.join(scen)}, seeds {seeds}, originals + {len(METHODS)} methods "
                   f"+ evaluation): {fig['study']['seconds']:.1f} s")

@@ -17,7 +17,7 @@ from typing import Sequence
 import torch
 import torch.nn.functional as F
 
-__all__ = ["kd_kl", "attention_map", "attention_loss", "similarity_matrix", "similarity_loss"]
+__all__ = ["kd_kl", "attention_map", "attention_loss", "attention_loss_to_maps", "similarity_matrix", "similarity_loss"]
 
 
 def kd_kl(student_logits: torch.Tensor, teacher_logits: torch.Tensor, T: float = 4.0) -> torch.Tensor:
@@ -37,8 +37,13 @@ def attention_loss(student_feats: Sequence[torch.Tensor], teacher_feats: Sequenc
     """Eqs. (6)/(7), Attention SCRUB: sum over layers of MSE between normalised attention maps."""
     if len(student_feats) != len(teacher_feats) or not student_feats:
         raise ValueError("attention_loss needs one teacher feature per student feature (>= 1)")
-    return sum(F.mse_loss(attention_map(s), attention_map(t))
-               for s, t in zip(student_feats, teacher_feats))
+    return attention_loss_to_maps(student_feats, [attention_map(t) for t in teacher_feats])
+
+
+def attention_loss_to_maps(student_feats: Sequence[torch.Tensor], teacher_maps: Sequence[torch.Tensor]
+                           ) -> torch.Tensor:
+    """:func:`attention_loss` with the teacher's attention maps already computed (cached)."""
+    return sum(F.mse_loss(attention_map(s), t) for s, t in zip(student_feats, teacher_maps))
 
 
 def similarity_matrix(feature: torch.Tensor) -> torch.Tensor:
