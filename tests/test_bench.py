@@ -11,5 +11,6 @@ def test_bench_smoke_prints_and_appends(tmp_path, capsys):
     assert "images/s" in text and "x Retrain" in text
     row = json.loads(out.read_text().splitlines()[0])
     assert set(row["images_per_s"]) == {"128", "512"} and "scrub" in row["ratio_to_retrain"]
+    assert row["compile"] == "off" and row["compile_seconds"]["scrub"] == 0.0 and row["threads"] >= 1
     assert main(["--smoke", "--no-study", "--out", str(out)]) == 0
     assert len(out.read_text().splitlines()) == 2  # appended, not overwritten

@@ -1,12 +1,15 @@
-"""Speed benchmark: ``python -m unlearnlib.bench [--profile quick|paper] [--smoke]``.
+"""Speed benchmark: ``python -m unlearnlib.bench [--profile quick|paper] [--compile MODE] [--workers N] [--smoke]``.
 
 Prints, for the profile and device:
 
 * training throughput (images/s) of the profile's ResNet-18 at batch 128 and 512;
 * each method's wall seconds on the RB split (seed 0) and its ratio to Retrain's;
 * the end-to-end time of the study (original models, every method and evaluation for the
-  chosen scenarios and seeds; ``--smoke`` runs RB with one seed);
-* the device's name and the versions used.
+  chosen scenarios and seeds; ``--smoke`` runs RB with one seed), with ``--workers`` seeds
+  trained concurrently;
+* with ``--compile``, the seconds spent compiling, apart from the figures above (the study's
+  end-to-end time includes them);
+* the device's name, the CPU threads and the versions used.
 
 The figures are appended as one JSON line to ``benchmarks/results.jsonl`` (or ``--out``).
 """
@@ -14,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import tempfile
 import time
@@ -26,32 +30,39 @@ from .io import git_commit, versions
 from .train import sync
 
 
-def throughput(width: float, batch: int, steps: int, device, size: int = 32) -> float:
-    """Training images/s (forward, backward, SGD step) of ResNet-18 on random 32x32 batches."""
+def throughput(width: float, batch: int, steps: int, device, size: int = 32,
+               compile: str = "off") -> tuple[float, float]:
+    """Training images/s (forward, backward, SGD step) of ResNet-18 on random 32x32 batches, the
+    training loop's own forward (:class:`~unlearnlib.train.Forward`, ``compile`` mode) and
+    optimizer; returns ``(images_per_s, compile_seconds)``."""
+    from .data import LabelledImages
     from .models import build_model
-    from .train import autocast, make_optimizer
+    from .train import Forward, autocast, make_optimizer
     dev = torch.device(device)
     m = build_model("resnet18", 10, width).to(dev)
     if dev.type == "cuda":
         m = m.to(memory_format=torch.channels_last)
     opt = make_optimizer(m, 0.1, 0.9, 5e-4)
-    x = torch.rand(batch, 3, size, size, device=dev)
-    y = torch.randint(0, 10, (batch,), device=dev)
+    data = LabelledImages(torch.randint(0, 256, (batch, 3, size, size), dtype=torch.uint8),
+                          torch.randint(0, 10, (batch,))).to(dev)
+    x, y = data.images.float() / 255, data.labels
+    with Forward(m, mode=compile) as fwd:
+        compile_secs = fwd.warmup(data, {batch})
 
-    def step():
-        with autocast(dev, True):
-            loss = F.cross_entropy(m(x).float(), y)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-    for _ in range(3):
-        step()
-    sync(dev)
-    t0 = time.perf_counter()
-    for _ in range(steps):
-        step()
-    sync(dev)
-    return batch * steps / (time.perf_counter() - t0)
+        def step():
+            with autocast(dev, True):
+                loss = F.cross_entropy(fwd.logits(x).float(), y)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+        for _ in range(3):
+            step()
+        sync(dev)
+        t0 = time.perf_counter()
+        for _ in range(steps):
+            step()
+        sync(dev)
+        return batch * steps / (time.perf_counter() - t0), compile_secs
 
 
 def main(argv=None) -> int:
@@ -62,9 +73,17 @@ def main(argv=None) -> int:
     ap.add_argument("--scenarios", nargs="+", default=["rb", "rc"], choices=["rb", "rc"])
     ap.add_argument("--smoke", action="store_true", help="small: few throughput steps, RB, seed 0")
     ap.add_argument("--no-study", action="store_true", help="skip the end-to-end study")
+    ap.add_argument("--compile", default="off", help="torch.compile mode for every training loop: off, "
+                    "default, reduce-overhead (CUDA graphs), max-autotune, max-autotune-no-cudagraphs")
+    ap.add_argument("--workers", type=int, default=1, help="seeds trained concurrently in the study")
     ap.add_argument("--out", default=None, help="JSON-lines file to append to (default benchmarks/results.jsonl)")
     ap.add_argument("--data-dir", default=None)
     args = ap.parse_args(argv)
+    from .train import COMPILE_MODES
+    if args.compile not in COMPILE_MODES:
+        ap.error(f"--compile {args.compile!r} is not one of {', '.join(COMPILE_MODES)}")
+    if args.workers < 1:
+        ap.error(f"--workers must be >= 1, got {args.workers}")
 
     from .methods import METHODS, unlearn
     from .profiles import get_profile
@@ -75,31 +94,39 @@ def main(argv=None) -> int:
         torch.backends.cudnn.benchmark = True
     name = torch.cuda.get_device_name(dev) if dev.type == "cuda" else f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
     fig: dict = {"profile": args.profile, "device": name, "versions": versions(), "git_commit": git_commit(),
-                 "smoke": args.smoke}
-    print(f"unlearnlib bench: profile {args.profile} on {name}; torch {torch.__version__}")
+                 "smoke": args.smoke, "compile": args.compile, "workers": args.workers,
+                 "threads": torch.get_num_threads(), "cpu_count": os.cpu_count()}
+    print(f"unlearnlib bench: profile {args.profile} on {name}; torch {torch.__version__}; "
+          f"compile {args.compile}; {torch.get_num_threads()} CPU threads of {os.cpu_count()} cores")
 
     steps = 3 if args.smoke else (20 if dev.type == "cpu" else 50)
-    fig["images_per_s"] = {}
+    fig["images_per_s"], fig["compile_seconds"] = {}, {}
     for b in (128, 512):
-        ips = throughput(prof.width, b, steps, dev)
+        ips, csecs = throughput(prof.width, b, steps, dev, compile=args.compile)
         fig["images_per_s"][str(b)] = round(ips, 1)
-        print(f"  training throughput, width {prof.width}, batch {b}: {ips:,.0f} images/s")
+        fig["compile_seconds"][f"throughput_{b}"] = round(csecs, 2)
+        extra = f" (compiled in {csecs:.1f} s)" if args.compile != "off" else ""
+        print(f"  training throughput, width {prof.width}, batch {b}: {ips:,.0f} images/s{extra}")
 
     with tempfile.TemporaryDirectory() as tmp:
+        comp = {"compile": args.compile} if args.compile != "off" else {}
         small = {"epochs": 2} if args.smoke else {}  # smoke: 2-epoch original, 1-epoch methods
         original, split, meta = get_original("rb", 0, args.profile, tmp, args.data_dir, str(dev),
-                                             train_overrides=small)
+                                             train_overrides={**small, **comp} or None)
         fig["original_seconds"] = round(meta["seconds"], 3)
+        fig["compile_seconds"]["original"] = round(meta.get("compile_seconds", 0.0), 2)
         print(f"  original model (RB seed 0): {meta['seconds']:.2f} s")
         secs = {}
         for m in ["retrain"] + [m for m in METHODS if m != "retrain"]:
             over = ({"epochs": 2} if m == "retrain" else {"epochs": 1}) if args.smoke else {}
-            res = unlearn(m, original, split, method_config(m, args.profile, "rb", **over))
+            res = unlearn(m, original, split, method_config(m, args.profile, "rb", **over, **comp))
             secs[m] = res.seconds
+            fig["compile_seconds"][m] = round(res.compile_seconds, 2)
         fig["method_seconds"] = {m: round(s, 3) for m, s in secs.items()}
         fig["ratio_to_retrain"] = {m: round(s / secs["retrain"], 3) for m, s in secs.items()}
         for m, s in secs.items():
-            print(f"  {m:17s} {s:8.2f} s   {s / secs['retrain']:.3f} x Retrain")
+            extra = f"   (+ {fig['compile_seconds'][m]:.1f} s compiling)" if comp else ""
+            print(f"  {m:17s} {s:8.2f} s   {s / secs['retrain']:.3f} x Retrain{extra}")
 
         if not args.no_study:
             seeds = [0] if args.smoke else (args.seeds or list(prof.seeds))
@@ -107,11 +134,14 @@ def main(argv=None) -> int:
             t0 = time.perf_counter()
             for sc in scen:
                 run_scenario(sc, seeds, args.profile, run_dir=Path(tmp) / "study", data_dir=args.data_dir,
-                             device=str(dev), progress=False)
+                             device=str(dev), progress=False, workers=args.workers,
+                             train_overrides=comp or None, overrides={m: comp for m in METHODS})
             sync(dev)
-            fig["study"] = {"scenarios": scen, "seeds": seeds, "seconds": round(time.perf_counter() - t0, 2)}
-            print(f"  end-to-end study ({'+'.join(scen)}, seeds {seeds}, originals + {len(METHODS)} methods "
-                  f"+ evaluation): {fig['study']['seconds']:.1f} s")
+            fig["study"] = {"scenarios": scen, "seeds": seeds, "workers": args.workers,
+                            "seconds": round(time.perf_counter() - t0, 2)}
+            print(f"  end-to-end study ({'+'.join(scen)}, seeds {seeds}, {args.workers} worker(s), originals + "
+                  f"{len(METHODS)} methods + evaluation{', compilation included' if comp else ''}): "
+                  f"{fig['study']['seconds']:.1f} s")
 
     out = Path(args.out or Path(__file__).resolve().parent.parent / "benchmarks" / "results.jsonl")
     from .io import atomic_write_bytes

@@ -16,7 +16,6 @@ each method works on a deep copy.
 """
 from __future__ import annotations
 
-import contextlib
 import copy
 import dataclasses
 import time
@@ -30,8 +29,8 @@ import torch.nn.functional as F
 from .data import LabelledImages, to_float
 from .losses import attention_loss_to_maps, attention_map, kd_kl, similarity_loss
 from .models import FeatureTap
-from .train import (TrainConfig, _device_of, _generator, autocast, check_config, fit,
-                    make_optimizer, predict_logits, run_epoch, sync, train)
+from .train import (Forward, TrainConfig, _device_of, _generator, autocast, batch_sizes, check_config,
+                    fit, hashable_config, make_optimizer, predict_logits, run_epoch, sync, train)
 
 __all__ = ["METHODS", "unlearn", "unlearning", "UnlearnResult", "RetrainConfig", "FinetuneConfig",
            "NegGradConfig", "NegGradPlusConfig", "ScrubConfig", "AttentionScrubConfig",
@@ -54,6 +53,7 @@ class FinetuneConfig:
     momentum: float = 0.9
     weight_decay: float = 5e-4
     fast: bool = True             # CUDA only: bf16 autocast, fused SGD
+    compile: str = "off"          # torch.compile mode of the forward (train.COMPILE_MODES)
 
 
 @dataclass
@@ -65,6 +65,7 @@ class NegGradConfig:
     momentum: float = 0.9
     weight_decay: float = 5e-4
     fast: bool = True
+    compile: str = "off"
 
 
 @dataclass
@@ -78,6 +79,7 @@ class NegGradPlusConfig:
     momentum: float = 0.9
     weight_decay: float = 5e-4
     fast: bool = True
+    compile: str = "off"
 
 
 @dataclass
@@ -97,6 +99,7 @@ class ScrubConfig:
     rewind: bool = False          # SCRUB+R: return the epoch whose forget error is closest to test error
     cache_teacher: bool = True    # precompute the frozen teacher's outputs once (exact: no augmentation)
     fast: bool = True             # CUDA only: bf16 autocast, fused SGD
+    compile: str = "off"          # torch.compile mode of the student's forward (train.COMPILE_MODES)
 
 
 @dataclass
@@ -151,16 +154,17 @@ class UnlearnResult:
     method: str
     model: nn.Module              # the unlearned model (a new object; eval mode)
     history: list                 # one dict per epoch (max_loss/min_loss for SCRUB, loss otherwise)
-    seconds: float                # wall seconds of the method, GPU-synchronised
+    seconds: float                # wall seconds of the method, GPU-synchronised, compilation excluded
     config: dict                  # the config that ran
     diverged: bool = False        # a loss went non-finite: weights are the last finite epoch's
     rewound_epoch: int | None = None  # SCRUB+R: the epoch returned
+    compile_seconds: float = 0.0  # seconds spent compiling (config ``compile``), not in ``seconds``
 
 
 # ---------------------------------------------------------------- objectives
 
-def _ce(model, b):
-    return F.cross_entropy(model(b.x).float(), b.y)
+def _ce(fwd, b):
+    return F.cross_entropy(fwd.logits(b.x).float(), b.y)
 
 
 class _Teacher:
@@ -203,14 +207,14 @@ class _Teacher:
         return self._targets(b.x)
 
 
-def _scrub_terms(student, teacher: _Teacher, name: str, b, cfg: ScrubConfig, tap):
-    """d(x; w_u) of eq. (4) and the feature term of eqs. (6)/(7) for one batch."""
+def _scrub_terms(fwd, teacher: _Teacher, name: str, b, cfg: ScrubConfig):
+    """d(x; w_u) of eq. (4) and the feature term of eqs. (6)/(7) for one batch; ``fwd`` is the
+    student's :class:`~unlearnlib.train.Forward`, tapping the teacher's layers."""
     t_logits, t_feats = teacher(name, b)
-    s_logits = student(b.x)
+    s_logits, s_feats = fwd(b.x)
     d = kd_kl(s_logits, t_logits, cfg.T)
     feat = torch.zeros((), device=b.x.device)
-    if tap is not None:
-        s_feats = tap.take()
+    if s_feats:
         if teacher.kind == "attention":
             feat = attention_loss_to_maps(s_feats, t_feats)
         else:
@@ -227,28 +231,27 @@ def _scrub(model, split_sets, cfg: ScrubConfig, seed, resume, on_epoch_end):
     student = model  # already a copy of the original
     opt = make_optimizer(student, cfg.lr, cfg.momentum, cfg.weight_decay, fast=cfg.fast)
     gen = _generator(seed, dev)
-    tap = FeatureTap(student, teacher.layers) if teacher.layers else None
+    fwd = Forward(student, teacher.layers, cfg.compile)
     states: list = []
 
     def max_objective(m, b, _):  # Algorithm 2: ascend d (+ beta * feature term, eq. 6)
-        _, d, feat = _scrub_terms(m, teacher, "forget", b, cfg, tap)
+        _, d, feat = _scrub_terms(fwd, teacher, "forget", b, cfg)
         total = d + cfg.beta * feat
         return -total, total
 
     def min_objective(m, b, _):  # Algorithm 3: descend alpha*d + gamma*CE (+ beta * feature, eq. 7)
-        logits, d, feat = _scrub_terms(m, teacher, "retain", b, cfg, tap)
+        logits, d, feat = _scrub_terms(fwd, teacher, "retain", b, cfg)
         total = cfg.alpha * d + cfg.gamma * F.cross_entropy(logits.float(), b.y) + cfg.beta * feat
         return total, total
 
     def epoch_fn(i):
         student.train()
         row = {}
-        with tap if tap is not None else contextlib.nullcontext():
-            if i < cfg.max_steps:
-                row["max_loss"] = run_epoch(student, opt, forget, cfg.forget_batch_size,
-                                            max_objective, gen, fast=cfg.fast)["loss"]
-            row["min_loss"] = run_epoch(student, opt, retain, cfg.batch_size, min_objective, gen,
-                                        fast=cfg.fast)["loss"]
+        if i < cfg.max_steps:
+            row["max_loss"] = run_epoch(student, opt, forget, cfg.forget_batch_size,
+                                        max_objective, gen, fast=cfg.fast)["loss"]
+        row["min_loss"] = run_epoch(student, opt, retain, cfg.batch_size, min_objective, gen,
+                                    fast=cfg.fast)["loss"]
         if cfg.rewind:
             student.eval()
             row["forget_error"] = _error(student, forget)
@@ -256,16 +259,21 @@ def _scrub(model, split_sets, cfg: ScrubConfig, seed, resume, on_epoch_end):
             states.append({k: v.detach().clone() for k, v in student.state_dict().items()})
         return row
 
-    history, diverged = fit(student, opt, cfg.epochs, epoch_fn, gen, resume=resume,
-                            resume_key=_key(cfg, seed, split_sets), on_epoch_end=on_epoch_end,
-                            nan_keys=("max_loss", "min_loss"))
+    sizes = batch_sizes(len(retain), cfg.batch_size)
+    if cfg.max_steps > 0:
+        sizes |= batch_sizes(len(forget), cfg.forget_batch_size)
+    with fwd:
+        fwd.warmup(max(retain, forget, key=len), sizes, cfg.fast)
+        history, diverged = fit(student, opt, cfg.epochs, epoch_fn, gen, resume=resume,
+                                resume_key=_key(cfg, seed, split_sets), on_epoch_end=on_epoch_end,
+                                nan_keys=("max_loss", "min_loss"))
     rewound = None
     if cfg.rewind and states and not diverged:
         gaps = [abs(h["forget_error"] - h["test_error"]) for h in history[-len(states):]]
         best = min(range(len(gaps)), key=gaps.__getitem__)
         student.load_state_dict(states[best])
         rewound = history[-len(states) + best]["epoch"]
-    return history, diverged, rewound
+    return history, diverged, rewound, fwd.compile_seconds
 
 
 def _error(model, data: LabelledImages) -> torch.Tensor:
@@ -274,23 +282,31 @@ def _error(model, data: LabelledImages) -> torch.Tensor:
 
 def _key(cfg, seed, sets) -> str:
     from .io import config_hash
-    return config_hash({"cfg": dataclasses.asdict(cfg), "seed": seed, "n": [len(s) for s in sets]})
+    return config_hash({"cfg": hashable_config(cfg), "seed": seed, "n": [len(s) for s in sets]})
 
 
 def _simple(model, data, cfg, seed, resume, on_epoch_end, objective, paired=None, pbs=0):
+    """One loop of ``objective(fwd, batch, paired_batch)`` over ``data`` (Finetune, NegGrad, NegGrad+)."""
     opt = make_optimizer(model, cfg.lr, cfg.momentum, cfg.weight_decay, fast=cfg.fast)
     gen = _generator(seed, _device_of(model))
     pgen = _generator(seed + 7919, _device_of(model)) if paired is not None else None
+    fwd = Forward(model, mode=cfg.compile)
 
     def epoch_fn(_):
         model.train()
-        return {"loss": run_epoch(model, opt, data, cfg.batch_size, objective, gen, paired=paired,
-                                  paired_batch_size=pbs, paired_generator=pgen, fast=cfg.fast)["loss"]}
+        return {"loss": run_epoch(model, opt, data, cfg.batch_size, lambda _, b, pb: objective(fwd, b, pb),
+                                  gen, paired=paired, paired_batch_size=pbs, paired_generator=pgen,
+                                  fast=cfg.fast)["loss"]}
 
-    history, diverged = fit(model, opt, cfg.epochs, epoch_fn, gen, resume=resume,
-                            resume_key=_key(cfg, seed, [data]), on_epoch_end=on_epoch_end,
-                            extra_generators=(pgen,) if pgen is not None else ())
-    return history, diverged, None
+    sizes = batch_sizes(len(data), cfg.batch_size)
+    if paired is not None:
+        sizes |= batch_sizes(len(paired), pbs)
+    with fwd:
+        fwd.warmup(max(data, paired if paired is not None else data, key=len), sizes, cfg.fast)
+        history, diverged = fit(model, opt, cfg.epochs, epoch_fn, gen, resume=resume,
+                                resume_key=_key(cfg, seed, [data]), on_epoch_end=on_epoch_end,
+                                extra_generators=(pgen,) if pgen is not None else ())
+    return history, diverged, None, fwd.compile_seconds
 
 
 def _run(method, model, retain, forget, test, cfg, seed, resume, on_epoch_end, arch_kwargs):
@@ -302,7 +318,7 @@ def _run(method, model, retain, forget, test, cfg, seed, resume, on_epoch_end, a
         tcfg = TrainConfig(**{f.name: getattr(cfg, f.name) for f in dataclasses.fields(TrainConfig)})
         history = train(fresh, retain.images, retain.labels, tcfg, seed=seed, resume=resume,
                         on_epoch_end=on_epoch_end)
-        return fresh, history, False, None
+        return fresh, list(history), False, None, history.compile_seconds
     if method == "finetune":
         out = _simple(model, retain, cfg, seed, resume, on_epoch_end, lambda m, b, _: (_ce(m, b),) * 2)
     elif method == "neggrad":
@@ -364,12 +380,13 @@ def unlearn(method: str, model: nn.Module, split, config=None, *, seed: int | No
     work = copy.deepcopy(model)
     sync(dev)
     t0 = time.perf_counter()
-    net, history, diverged, rewound = _run(method, work, retain, forget, test, cfg, seed, resume,
-                                           on_epoch_end, arch)
+    net, history, diverged, rewound, compile_secs = _run(method, work, retain, forget, test, cfg, seed,
+                                                         resume, on_epoch_end, arch)
     sync(dev)
-    seconds = time.perf_counter() - t0
+    seconds = time.perf_counter() - t0 - compile_secs
     net.eval()
-    return UnlearnResult(method, net, history, seconds, dataclasses.asdict(cfg), diverged, rewound)
+    return UnlearnResult(method, net, history, seconds, dataclasses.asdict(cfg), diverged, rewound,
+                         compile_secs)
 
 
 # ---------------------------------------------------------------- kit-style API

@@ -6,12 +6,21 @@ unlearn again when it does not. ``run_scenario`` skips (method, seed) rows that 
 store already has, so a disconnected run started again does only what is missing; a model whose
 training or unlearning was cut off resumes from its last finished epoch (per-epoch state in
 ``run_dir/checkpoints/*.resume.safetensors``, removed once the checkpoint is written).
+
+With ``workers > 1``, ``run_scenario`` first trains and unlearns the seeds concurrently, one
+process per seed (on one GPU, or sharing the CPU cores), writing checkpoints only; then it
+evaluates them in this process, in order, as a sequential run does. Each process runs exactly
+the sequential code, so the results are identical to a sequential run on the same device (on
+a CPU: with the same number of threads per process, since CPU kernels split their sums by
+thread).
 """
 from __future__ import annotations
 
 import dataclasses
+import multiprocessing
 import time
 import warnings
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
 import torch
@@ -24,7 +33,7 @@ from .models import build_model
 from .profiles import get_profile
 from .results import ResultsStore
 from .splits import make_split
-from .train import seed_everything, train
+from .train import check_config, hashable_config, seed_everything, train
 
 __all__ = ["default_device", "get_original", "run_method", "run_scenario", "load_unlearned",
            "method_config", "RESULTS_FILE", "TABLE_METRICS"]
@@ -81,7 +90,7 @@ def get_original(scenario: str, seed: int, profile: str = "quick", run_dir="runs
     p = get_profile(profile)
     split = split or make_split(scenario, seed, data_dir, profile=profile)
     cfg = dataclasses.replace(p.train_for(scenario), **(train_overrides or {}))
-    expect = _expect(split, profile, method="original", config_hash=config_hash(dataclasses.asdict(cfg)))
+    expect = _expect(split, profile, method="original", config_hash=config_hash(hashable_config(cfg)))
     tag = "" if not train_overrides else "-" + expect["config_hash"][:8]
     path = _ckpt(run_dir, f"{scenario}-{profile}-seed{seed}-original{tag}")
     hit = _load_if_matching(path, expect, device)
@@ -94,9 +103,10 @@ def get_original(scenario: str, seed: int, profile: str = "quick", run_dir="runs
     resume = _resume_file(path, expect["config_hash"])
     t0 = time.perf_counter()
     history = train(model, images, labels, cfg, seed=seed, on_epoch_end=progress, resume=resume)
-    seconds = time.perf_counter() - t0  # after a resume: the seconds of this session only
+    # after a resume: the seconds of this session only; compilation is reported apart
+    seconds = time.perf_counter() - t0 - history.compile_seconds
     save_checkpoint(path, model, **expect, history=history, seconds=seconds,
-                    device=_device_name(device))
+                    compile_seconds=history.compile_seconds, device=_device_name(device))
     resume.unlink(missing_ok=True)
     meta = load_checkpoint(path, expect=expect)[1]
     model.unlearnlib_meta = meta
@@ -124,7 +134,7 @@ def load_unlearned(method: str, scenario: str, seed: int, profile: str, run_dir,
 def _method_hash(cfg, original) -> str:
     """The method's config hash, tied to the original model it starts from (its config hash)."""
     origin = (getattr(original, "unlearnlib_meta", None) or {}).get("config_hash")
-    return config_hash({"method": dataclasses.asdict(cfg), "original": origin})
+    return config_hash({"method": hashable_config(cfg), "original": origin})
 
 
 def run_method(method: str, original, split, profile: str, run_dir, device=None, *,
@@ -143,17 +153,51 @@ def run_method(method: str, original, split, profile: str, run_dir, device=None,
     resume = _resume_file(path, chash)
     res = unlearn(method, original, split, cfg, resume=resume, on_epoch_end=progress)
     save_checkpoint(path, res.model, **expect, history=res.history, seconds=res.seconds,
-                    diverged=res.diverged, rewound_epoch=res.rewound_epoch,
+                    compile_seconds=res.compile_seconds, diverged=res.diverged, rewound_epoch=res.rewound_epoch,
                     config=res.config, device=_device_name(device))
     resume.unlink(missing_ok=True)
     return load_checkpoint(path, expect=expect, device=device)
 
 
+def _prepare_seed(job: dict) -> int:
+    """Worker process: the original model, Retrain and every method for one seed, written as
+    checkpoints (no evaluation). Runs the same code as the sequential path."""
+    torch.set_num_threads(job["threads"])
+    torch.use_deterministic_algorithms(job["deterministic"])
+    torch.backends.cudnn.deterministic = job["cudnn_deterministic"]
+    torch.backends.cudnn.benchmark = job["cudnn_benchmark"]
+    original, split, _ = get_original(job["scenario"], job["seed"], job["profile"], job["run_dir"],
+                                      job["data_dir"], job["device"], train_overrides=job["train_overrides"])
+    for method in job["order"]:
+        run_method(method, original, split, job["profile"], job["run_dir"], job["device"],
+                   **job["overrides"].get(method, {}))
+    return job["seed"]
+
+
+def _prepare_concurrently(jobs: list[dict], workers: int, bar) -> None:
+    """Run :func:`_prepare_seed` for each job in up to ``workers`` spawned processes."""
+    ctx = multiprocessing.get_context("spawn")  # CUDA cannot be forked
+    with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
+        futures = {pool.submit(_prepare_seed, job): job["seed"] for job in jobs}
+        for fut in as_completed(futures):
+            try:
+                fut.result()
+            except Exception as e:
+                raise RuntimeError(f"seed {futures[fut]} failed in its worker process: {e!r}") from e
+            if bar is not None:
+                bar.set_postfix_str(f"seed {futures[fut]} trained")
+
+
 def run_scenario(scenario: str, seeds, profile: str = "quick", methods=None, run_dir="runs/default",
-                 data_dir=None, device=None, overrides: dict | None = None, progress: bool = True) -> list[dict]:
+                 data_dir=None, device=None, overrides: dict | None = None, progress: bool = True,
+                 train_overrides: dict | None = None, workers: int = 1) -> list[dict]:
     """Original model, every method and ``evaluate`` for each seed; one stored row per (method, seed).
 
     Rows already in ``run_dir/results.jsonl`` with the same key are kept and not recomputed.
+    ``overrides`` maps a method to its config overrides; ``train_overrides`` changes the
+    original models' recipe. ``workers > 1`` trains and unlearns up to that many seeds at once
+    in separate processes (each with ``threads // workers`` CPU threads), then evaluates in
+    order here: same results as ``workers=1`` (see the module's notes).
     Returns the rows of this scenario, profile and these seeds.
     """
     from tqdm.auto import tqdm
@@ -162,15 +206,33 @@ def run_scenario(scenario: str, seeds, profile: str = "quick", methods=None, run
     unknown = [m for m in methods if m not in METHODS]
     if unknown:
         raise ValueError(f"unknown method(s) {unknown}; allowed: {', '.join(METHODS)}")
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise ValueError(f"workers must be an integer >= 1, got {workers!r}")
     overrides = overrides or {}
+    bad = sorted(set(overrides) - set(METHODS))
+    if bad:
+        raise ValueError(f"overrides for unknown method(s) {bad}; allowed: {', '.join(METHODS)}")
+    for m, over in overrides.items():  # names, types and ranges, before any compute
+        method_config(m, profile, scenario, **over)
+    if train_overrides:
+        check_config(dataclasses.replace(get_profile(profile).train_for(scenario), **train_overrides))
     store = ResultsStore(Path(run_dir) / RESULTS_FILE)
     order = ["retrain"] + [m for m in methods if m != "retrain"]
     bar = tqdm(total=len(seeds) * (len(order) + 1), desc=f"{scenario} {profile}", disable=not progress)
+    if workers > 1 and len(seeds) > 1:
+        threads = max(1, torch.get_num_threads() // min(workers, len(seeds)))
+        jobs = [dict(scenario=scenario, seed=seed, profile=profile, run_dir=str(run_dir), data_dir=data_dir,
+                     device=str(device), train_overrides=train_overrides, order=order, overrides=overrides,
+                     threads=threads, deterministic=torch.are_deterministic_algorithms_enabled(),
+                     cudnn_deterministic=torch.backends.cudnn.deterministic,
+                     cudnn_benchmark=torch.backends.cudnn.benchmark) for seed in seeds]
+        _prepare_concurrently(jobs, workers, bar)
     for seed in seeds:
-        original, split, ometa = get_original(scenario, seed, profile, run_dir, data_dir, device)
+        original, split, ometa = get_original(scenario, seed, profile, run_dir, data_dir, device,
+                                              train_overrides=train_overrides)
         bar.update(1)
 
-        def key(method, cfg_hash):
+        def key(method, cfg_hash, seed=seed, split=split):
             return dict(scenario=scenario, method=method, seed=seed, config_hash=cfg_hash,
                         split_fingerprint=split.fingerprint)
 
@@ -193,7 +255,8 @@ def run_scenario(scenario: str, seeds, profile: str = "quick", methods=None, run
             row.update(k)
             row.update(profile=profile, device=meta.get("device"), git_commit=git_commit(),
                        versions=versions(), history=meta.get("history"),
-                       diverged=meta.get("diverged", False), config=meta.get("config"))
+                       diverged=meta.get("diverged", False), config=meta.get("config"),
+                       compile_seconds=meta.get("compile_seconds", 0.0))
             store.append(row)
             bar.update(method != "original")
     bar.close()

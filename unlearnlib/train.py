@@ -4,7 +4,9 @@ Batches are index slices of tensors already on the model's device (no DataLoader
 loop); shuffling and augmentation draw from a ``torch.Generator`` seeded per run. Losses and
 accuracy accumulate on the device and are read once per epoch, so there is no host sync per
 step. On CUDA the loop uses bf16 autocast (fp32 weights and batch-norm), channels_last and a
-fused SGD. :func:`fit` owns per-epoch history, timing, resumption and the NaN guard.
+fused SGD; with ``compile`` set, the model's forward (and so its backward) runs through
+``torch.compile`` (:class:`Forward`), CUDA graphs included with ``"reduce-overhead"``.
+:func:`fit` owns per-epoch history, timing, resumption and the NaN guard.
 """
 from __future__ import annotations
 
@@ -30,7 +32,8 @@ from .data import LabelledImages, augment, to_float
 from .io import atomic_write_bytes, config_hash
 
 __all__ = ["TrainConfig", "train", "fit", "run_epoch", "Batch", "make_optimizer", "seed_everything",
-           "set_deterministic", "predict_logits", "sync", "Diverged", "check_config"]
+           "set_deterministic", "predict_logits", "sync", "Diverged", "check_config", "Forward",
+           "History", "hashable_config", "batch_sizes", "COMPILE_MODES"]
 
 
 @dataclass
@@ -48,10 +51,23 @@ class TrainConfig:
     label_smoothing: float = 0.0   # cross-entropy label smoothing
     fast: bool = True              # CUDA only: bf16 autocast, channels_last, fused SGD
     amp: str = "auto"              # "auto" (bf16 on CUDA when fast), "bf16" (any device), "fp32"
+    compile: str = "off"           # torch.compile mode of the forward: "off" (eager) or one of COMPILE_MODES
 
 
 SCHEDULES = ("onecycle", "cosine", "constant")
 AMP_MODES = ("auto", "bf16", "fp32")
+# "off": eager. Others are torch.compile modes; "reduce-overhead" adds CUDA graphs (GPU only).
+COMPILE_MODES = ("off", "default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
+
+
+def hashable_config(cfg) -> dict:
+    """``asdict(cfg)`` for config hashes. ``compile="off"`` is left out, so eager runs keep the
+    hashes they had before the field existed; a compiled run hashes differently (its numbers
+    differ in the last bits)."""
+    d = dataclasses.asdict(cfg)
+    if d.get("compile") == "off":
+        d.pop("compile")
+    return d
 
 
 def check_config(cfg, allowed: dict | None = None) -> None:
@@ -72,6 +88,8 @@ def check_config(cfg, allowed: dict | None = None) -> None:
             raise ValueError(f"{type(cfg).__name__}.{f.name} must be a string, got {v!r}")
     if getattr(cfg, "amp", "auto") not in AMP_MODES:
         raise ValueError(f"amp {cfg.amp!r} is not one of {', '.join(AMP_MODES)}")
+    if getattr(cfg, "compile", "off") not in COMPILE_MODES:
+        raise ValueError(f"compile {cfg.compile!r} is not one of {', '.join(COMPILE_MODES)}")
     if getattr(cfg, "schedule", "constant") not in SCHEDULES:
         raise ValueError(f"schedule {cfg.schedule!r} is not one of {', '.join(SCHEDULES)}")
     for name in ("batch_size", "forget_batch_size"):
@@ -138,6 +156,99 @@ def _generator(seed: int, device: torch.device) -> torch.Generator:
     g = torch.Generator(device=device)
     g.manual_seed(int(seed))
     return g
+
+
+def batch_sizes(n: int, batch_size: int) -> set[int]:
+    """The distinct batch sizes of an epoch over ``n`` examples (full batches and the remainder)."""
+    return {s for s in (min(n, batch_size), n % batch_size) if s > 0}
+
+
+class Forward:
+    """The forward pass the training loop calls: ``fwd(x) -> (logits, [features of layers])``.
+
+    ``mode="off"`` runs ``model`` eagerly. Any other mode is a ``torch.compile`` mode applied to
+    the forward *with its feature taps* (``"reduce-overhead"`` adds CUDA graphs on a GPU). The
+    taps' forward hooks are registered here, before compilation, and stay until :meth:`close`:
+    hooks added to a module after its graph was compiled are not seen by that graph. Shapes are
+    static (``dynamic=False``): an epoch has at most two batch sizes, each compiled once.
+    :meth:`warmup` compiles them ahead of the timed loop, so ``compile_seconds`` is reported
+    apart from the training or unlearning time. Use as a context manager; closing a compiled
+    Forward resets torch.compile's caches (see :meth:`close`).
+    """
+
+    def __init__(self, model: nn.Module, layers=(), mode: str = "off"):
+        from .models import FeatureTap
+        if mode not in COMPILE_MODES:
+            raise ValueError(f"compile {mode!r} is not one of {', '.join(COMPILE_MODES)}")
+        self.model, self.mode = model, mode
+        self.tap = FeatureTap(model, layers).__enter__() if layers else None
+        self._fn = self._eager if mode == "off" else torch.compile(self._eager, mode=mode, dynamic=False)
+        self.compile_seconds = 0.0
+
+    def _eager(self, x):
+        logits = self.model(x)
+        return logits, (self.tap.take() if self.tap is not None else [])
+
+    def __call__(self, x: torch.Tensor):
+        return self._fn(x)
+
+    def logits(self, x: torch.Tensor) -> torch.Tensor:
+        return self._fn(x)[0]
+
+    def warmup(self, data: LabelledImages, sizes, fast: bool = True, amp: str = "auto") -> float:
+        """Compile every batch size in ``sizes`` (forward and backward) on the first images of
+        ``data``; weights, buffers (batch-norm statistics) and gradients are left as they were.
+        Returns the seconds spent, also added to ``compile_seconds``. A no-op when eager."""
+        if self.mode == "off":
+            return 0.0
+        dev = data.labels.device
+        saved = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+        was = self.model.training
+        self.model.train()
+        sync(dev)
+        t0 = time.perf_counter()
+        graphs = self.mode in ("reduce-overhead", "max-autotune") and dev.type == "cuda"
+        reps = 3 if graphs else 1  # CUDA graphs: a warm-up run, the recording, a replay
+        for size in sorted(set(sizes)):
+            x = to_float(data.images[:size])
+            for _ in range(reps):
+                with autocast(dev, fast, amp):
+                    logits, feats = self(x)
+                    loss = logits.float().sum() + sum(f.float().sum() for f in feats)
+                loss.backward()
+        sync(dev)
+        secs = time.perf_counter() - t0
+        self.model.zero_grad(set_to_none=True)
+        with torch.no_grad():
+            for k, v in self.model.state_dict().items():
+                v.copy_(saved[k])  # in place: compiled graphs keep the same tensors
+        self.model.train(was)
+        self.compile_seconds += secs
+        return secs
+
+    def close(self) -> None:
+        """Remove the taps' hooks; when compiled, also clear torch.compile's caches
+        (``torch.compiler.reset()``): every run compiles its own model, and stale entries would
+        otherwise fill dynamo's per-function recompile limit and silently fall back to eager.
+        Inductor's on-disk cache survives, so a later run of the same shapes compiles faster."""
+        if self.tap is not None:
+            self.tap.__exit__(None, None, None)
+            self.tap = None
+        if self.mode != "off" and self._fn is not None:
+            self._fn = None
+            torch.compiler.reset()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+        return False
+
+
+class History(list):
+    """Per-epoch rows (a list) with the seconds spent compiling, kept apart from training time."""
+    compile_seconds: float = 0.0
 
 
 def run_epoch(model: nn.Module, optimizer, data: LabelledImages, batch_size: int,
@@ -290,11 +401,12 @@ def _lr_fn(cfg: TrainConfig, steps_per_epoch: int) -> Callable[[int, int], float
 
 def train(model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
           config: TrainConfig | None = None, *, seed: int = 0, resume=None,
-          on_epoch_end: Callable | None = None, **overrides) -> list[dict]:
+          on_epoch_end: Callable | None = None, **overrides) -> History:
     """Train ``model`` in place with SGD on (images, labels); returns the per-epoch history.
 
     ``images`` are uint8 (or float in [0, 1]) N x 3 x H x W, moved to the model's device once.
-    History rows hold ``loss``, ``acc`` (training accuracy on augmented batches) and ``seconds``.
+    History rows hold ``loss``, ``acc`` (training accuracy on augmented batches) and ``seconds``;
+    ``history.compile_seconds`` is the time spent compiling (``cfg.compile``), not in any row.
     """
     cfg = dataclasses.replace(config or TrainConfig(), **overrides)
     check_config(cfg)
@@ -309,9 +421,10 @@ def train(model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
     steps = math.ceil(len(data) / cfg.batch_size)
     lr = _lr_fn(cfg, steps)
     correct = torch.zeros((), device=dev, dtype=torch.long)
+    fwd = Forward(model, mode=cfg.compile)
 
     def objective(m, b, _):
-        out = m(b.x)
+        out = fwd.logits(b.x)
         loss = F.cross_entropy(out.float(), b.y, label_smoothing=cfg.label_smoothing)
         correct.add_((out.argmax(1) == b.y).sum())
         return loss, loss
@@ -323,12 +436,16 @@ def train(model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
                         lr_at=lambda step: lr(epoch, step), fast=cfg.fast, amp=cfg.amp)
         return {"loss": row["loss"], "acc": correct / len(data)}
 
-    key = config_hash({"train": dataclasses.asdict(cfg), "seed": seed, "n": len(data)})
-    history, diverged = fit(model, opt, cfg.epochs, epoch_fn, gen, resume=resume, resume_key=key,
-                            on_epoch_end=on_epoch_end)
+    key = config_hash({"train": hashable_config(cfg), "seed": seed, "n": len(data)})
+    with fwd:
+        fwd.warmup(data, batch_sizes(len(data), cfg.batch_size), cfg.fast, cfg.amp)
+        history, diverged = fit(model, opt, cfg.epochs, epoch_fn, gen, resume=resume,
+                                resume_key=key, on_epoch_end=on_epoch_end)
     model.eval()
     if diverged:
         raise Diverged(f"training diverged at epoch {len(history)}; lower lr (now {cfg.lr})")
+    history = History(history)
+    history.compile_seconds = fwd.compile_seconds
     return history
 
 

@@ -1,0 +1,91 @@
+"""The speed paths give the same answers as the plain ones: torch.compile'd forward passes
+(with their feature taps) against eager, and seeds run concurrently against a sequential run."""
+import dataclasses
+
+import pytest
+import torch
+
+from unlearnlib.checkpoints import load_checkpoint
+from unlearnlib.methods import unlearn
+from unlearnlib.train import Forward, batch_sizes
+
+
+def _small(split, n_retain=64, n_forget=32):
+    # batch sizes that divide the sets: each loop compiles one shape (CPU compilation is slow)
+    return dataclasses.replace(split, retain=split.retain.subset(range(n_retain)),
+                               forget=split.forget.subset(range(n_forget)))
+
+
+def test_batch_sizes():
+    assert batch_sizes(100, 32) == {32, 4}
+    assert batch_sizes(64, 32) == {32}
+    assert batch_sizes(10, 32) == {10}
+
+
+def test_compiled_similarity_scrub_matches_eager(rb_quick, original_rb):
+    """Similarity SCRUB taps layer4 through hooks; compiled, the hooks must still feed the loss."""
+    split = _small(rb_quick)
+    kw = dict(epochs=1, max_steps=1, lr=5e-3, seed=0, batch_size=32, forget_batch_size=32)  # one shape
+    eager = unlearn("scrub_similarity", original_rb, split, **kw)
+    comp = unlearn("scrub_similarity", original_rb, split, compile="default", **kw)
+    assert eager.compile_seconds == 0.0 and comp.compile_seconds > 0
+    assert comp.config["compile"] == "default"
+    for a, b in zip(eager.history, comp.history):  # the same losses, step for step, to float noise
+        assert a["max_loss"] == pytest.approx(b["max_loss"], rel=1e-3, abs=1e-4)
+        assert a["min_loss"] == pytest.approx(b["min_loss"], rel=1e-3, abs=1e-4)
+    moved = max((p - q).abs().max().item() for p, q in zip(eager.model.parameters(), original_rb.parameters()))
+    diff = max((p - q).abs().max().item() for p, q in zip(eager.model.parameters(), comp.model.parameters()))
+    assert moved > 1e-3 and diff < 1e-2 * moved, (moved, diff)
+    with torch.no_grad():
+        x = rb_quick.test.images[:256].float() / 255
+        agree = (eager.model(x).argmax(1) == comp.model(x).argmax(1)).float().mean().item()
+    assert agree > 0.97
+    # the taps' hooks are gone once unlearning returns
+    assert not any(m._forward_hooks for m in comp.model.modules())
+
+
+def test_forward_warmup_leaves_weights_and_statistics(rb_quick):
+    from unlearnlib.models import build_model
+    torch.manual_seed(0)
+    m = build_model("resnet18", 10, 0.125).train()
+    before = {k: v.clone() for k, v in m.state_dict().items()}
+    with Forward(m, ["layer4"], mode="off") as fwd:
+        assert fwd.warmup(rb_quick.retain, {8}) == 0.0  # eager: nothing to compile
+        logits, feats = fwd(rb_quick.retain.images[:4].float() / 255)
+        assert logits.shape == (4, 10) and feats[0].shape[0] == 4
+    assert all(torch.equal(before[k], v) or "running" in k or "num_batches" in k for k, v in m.state_dict().items())
+    with pytest.raises(ValueError, match="compile 'fast' is not one of off, default"):
+        Forward(m, mode="fast")
+    with pytest.raises(ValueError, match="compile 'fast' is not one of off, default"):
+        unlearn("finetune", m, rb_quick, compile="fast")
+
+
+def test_concurrent_seeds_equal_a_sequential_run(tmp_path, data_dir):
+    """Two seeds in two processes give the very rows and weights of a sequential run (with the
+    same CPU threads per process)."""
+    from unlearnlib.study import run_scenario
+    small = dict(methods=["finetune"], train_overrides={"epochs": 3},
+                 overrides={"finetune": {"epochs": 1}, "retrain": {"epochs": 3}}, progress=False,
+                 data_dir=data_dir)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(max(1, threads // 2))  # what each of the 2 workers gets
+    try:
+        seq = run_scenario("rb", [0, 1], "quick", run_dir=tmp_path / "seq", **small)
+    finally:
+        torch.set_num_threads(threads)
+    par = run_scenario("rb", [0, 1], "quick", run_dir=tmp_path / "par", workers=2, **small)
+    assert len(seq) == len(par) == 2 * 3  # original, retrain, finetune per seed
+    skip = {"seconds", "cost_ratio", "compile_seconds", "history", "git_commit"}
+
+    def strip(rows):
+        return sorted(({k: v for k, v in r.items() if k not in skip} for r in rows),
+                      key=lambda r: (r["seed"], r["method"]))
+    assert strip(seq) == strip(par)
+    for ck in (tmp_path / "seq" / "checkpoints").glob("*.safetensors"):
+        a = load_checkpoint(ck)[0].state_dict()
+        b = load_checkpoint(tmp_path / "par" / "checkpoints" / ck.name)[0].state_dict()
+        assert all(torch.equal(a[k], b[k]) for k in a), ck.name
+    with pytest.raises(ValueError, match="workers must be an integer >= 1, got 0"):
+        run_scenario("rb", [0], "quick", run_dir=tmp_path / "x", workers=0, progress=False)
+    with pytest.raises(ValueError, match="overrides for unknown method"):
+        run_scenario("rb", [0], "quick", run_dir=tmp_path / "x", overrides={"scrubb": {}}, progress=False)
