@@ -5,6 +5,8 @@
 #     text_representation:
 #       extension: .py
 #       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
 #   kernelspec:
 #     display_name: Python 3
 #     language: python
@@ -50,6 +52,7 @@ seeds = None           # list of seeds; None: the profile's seeds (0, 1, 2)
 seed = None            # run this one seed only (overrides seeds), e.g. -p seed 2
 profile = "auto"       # "auto", "quick" (2 CPU cores) or "paper" (full size, GPU)
 data_dir = None        # folder with the offline archives
+workers = 1            # seeds trained at once in separate processes; on a CPU each gets threads/workers
 run_dir = None         # checkpoints and results; None: runs/<profile>
 figures_dir = "figures"
 results_dir = "results"
@@ -69,7 +72,8 @@ P
 # Retrain and appended to the results store. Rows already stored are not recomputed.
 
 # %%
-rows = run_scenario("rc", P["seeds"], P["profile"], run_dir=P["run_dir"], data_dir=P["data_dir"])
+rows = run_scenario("rc", P["seeds"], P["profile"], run_dir=P["run_dir"], data_dir=P["data_dir"],
+                    workers=P["workers"])
 print(f"{len(rows)} result rows, seeds {sorted({r['seed'] for r in rows})}, device {rows[0]['device']}")
 
 # %% [markdown]

@@ -5,6 +5,8 @@
 #     text_representation:
 #       extension: .py
 #       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
 #   kernelspec:
 #     display_name: Python 3
 #     language: python
@@ -53,6 +55,7 @@ seeds = None           # None: the profile's seeds
 seed = None            # one seed only
 profile = "auto"
 data_dir = None
+workers = 1            # seeds trained at once in separate processes; on a CPU each gets threads/workers
 run_dir = None
 figures_dir = "figures"
 results_dir = "results"
@@ -70,7 +73,8 @@ P
 # **Results**: every method on every seed, read from the store (computed only if missing).
 
 # %%
-rows = run_scenario(P["scenario"], P["seeds"], P["profile"], run_dir=P["run_dir"], data_dir=P["data_dir"])
+rows = run_scenario(P["scenario"], P["seeds"], P["profile"], run_dir=P["run_dir"], data_dir=P["data_dir"],
+                    workers=P["workers"])
 
 # %% [markdown]
 # **Privacy table**: attacks, their gaps to Retrain, the Avg. Gap and output distances (mean ± std over seeds).

@@ -89,3 +89,11 @@ def test_concurrent_seeds_equal_a_sequential_run(tmp_path, data_dir):
         run_scenario("rb", [0], "quick", run_dir=tmp_path / "x", workers=0, progress=False)
     with pytest.raises(ValueError, match="overrides for unknown method"):
         run_scenario("rb", [0], "quick", run_dir=tmp_path / "x", overrides={"scrubb": {}}, progress=False)
+
+
+@pytest.mark.parametrize("bad", [0, -2, 1.5, "2", True])
+def test_notebook_workers_parameter_is_checked(bad):
+    from unlearnlib.notebook import check_parameters
+    assert check_parameters({"workers": 3}, set(), {"workers"})["workers"] == 3
+    with pytest.raises(ValueError, match="workers must be an integer >= 1, got"):
+        check_parameters({"workers": bad}, set(), {"workers"})

@@ -15,7 +15,7 @@ def _root() -> Path:
 
 
 def run_all(profile: str, run_dir: str | None, data_dir: str | None, seeds: list[int] | None,
-            kernel: str | None) -> int:
+            kernel: str | None, workers: int = 1) -> int:
     """Execute the notebook series in order with papermill under one run folder."""
     try:
         import papermill as pm
@@ -40,6 +40,8 @@ def run_all(profile: str, run_dir: str | None, data_dir: str | None, seeds: list
             params["results_dir"] = str(tables)
         if seeds is not None and name not in ("01_train_original", "05_saliency", "07_sweep"):
             params["seeds"] = seeds
+        if workers != 1 and name in ("02_rb_cifar10", "03_rc_scrub", "06_privacy"):
+            params["workers"] = workers
         pm.execute_notebook(str(src / f"{name}.ipynb"), str(out_nb / f"{name}.ipynb"),
                             parameters=params, cwd=str(src), progress_bar=False,
                             kernel_name=kernel)
@@ -89,6 +91,8 @@ def main(argv=None) -> int:
     a.add_argument("--data-dir", default=None, help="folder with the offline archives")
     a.add_argument("--seeds", type=int, nargs="+", default=None)
     a.add_argument("--kernel", default=None, help="Jupyter kernel name (default: the notebook's)")
+    a.add_argument("--workers", type=int, default=1,
+                   help="seeds trained at once in separate processes (same results; see unlearnlib.study)")
     t = sub.add_parser("train", help="train (or load) the original model and print its accuracies")
     t.add_argument("--scenario", default="rb", choices=["rb", "rc"])
     t.add_argument("--seed", type=int, default=0)
@@ -106,7 +110,9 @@ def main(argv=None) -> int:
     b.add_argument("rest", nargs=argparse.REMAINDER)
     args = ap.parse_args(argv)
     if args.cmd == "run-all":
-        return run_all(args.profile, args.run_dir, args.data_dir, args.seeds, args.kernel)
+        if args.workers < 1:
+            ap.error(f"--workers must be >= 1, got {args.workers}")
+        return run_all(args.profile, args.run_dir, args.data_dir, args.seeds, args.kernel, args.workers)
     if args.cmd == "train":
         return train_cmd(args.scenario, args.seed, args.profile, args.run_dir, args.data_dir)
     if args.cmd == "sweep":

@@ -378,6 +378,8 @@ def unlearn(method: str, model: nn.Module, split, config=None, *, seed: int | No
     dev = _device_of(model)
     retain, forget, test = (getattr(split, n).to(dev) for n in ("retain", "forget", "test"))
     work = copy.deepcopy(model)
+    if dev.type == "cuda" and cfg.fast:  # a checkpoint loads contiguous; the fast path is channels_last
+        work = work.to(memory_format=torch.channels_last)
     sync(dev)
     t0 = time.perf_counter()
     net, history, diverged, rewound, compile_secs = _run(method, work, retain, forget, test, cfg, seed,

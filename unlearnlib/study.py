@@ -10,9 +10,10 @@ training or unlearning was cut off resumes from its last finished epoch (per-epo
 With ``workers > 1``, ``run_scenario`` first trains and unlearns the seeds concurrently, one
 process per seed (on one GPU, or sharing the CPU cores), writing checkpoints only; then it
 evaluates them in this process, in order, as a sequential run does. Each process runs exactly
-the sequential code, so the results are identical to a sequential run on the same device (on
-a CPU: with the same number of threads per process, since CPU kernels split their sums by
-thread).
+the sequential code with the parent's determinism settings, so the results are identical to a
+sequential run wherever that run is itself reproducible: on a CPU with the same number of
+threads per process (CPU kernels split their sums by thread; tested), on a GPU in
+deterministic mode (``set_deterministic``; cuDNN autotuning may pick other kernels otherwise).
 """
 from __future__ import annotations
 
