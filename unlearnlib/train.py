@@ -182,8 +182,9 @@ class Forward:
             raise ValueError(f"compile {mode!r} is not one of {', '.join(COMPILE_MODES)}")
         self.model, self.mode = model, mode
         self.tap = FeatureTap(model, layers).__enter__() if layers else None
+        t0 = time.perf_counter()
         self._fn = self._eager if mode == "off" else torch.compile(self._eager, mode=mode, dynamic=False)
-        self.compile_seconds = 0.0
+        self.compile_seconds = time.perf_counter() - t0 if mode != "off" else 0.0  # dynamo's imports
 
     def _eager(self, x):
         logits = self.model(x)
@@ -235,8 +236,10 @@ class Forward:
             self.tap.__exit__(None, None, None)
             self.tap = None
         if self.mode != "off" and self._fn is not None:
+            t0 = time.perf_counter()
             self._fn = None
             torch.compiler.reset()
+            self.compile_seconds += time.perf_counter() - t0
 
     def __enter__(self):
         return self
