@@ -37,7 +37,7 @@ from .splits import make_split
 from .train import check_config, hashable_config, seed_everything, train
 
 __all__ = ["default_device", "get_original", "run_method", "run_scenario", "load_unlearned",
-           "method_config", "RESULTS_FILE", "TABLE_METRICS"]
+           "method_config", "few_model_forgetting", "RESULTS_FILE", "TABLE_METRICS"]
 
 RESULTS_FILE = "results.jsonl"
 TABLE_METRICS = ["retain_acc", "forget_acc", "test_acc", "mia_loss", "mia_efficacy", "avg_gap",
@@ -263,3 +263,31 @@ def run_scenario(scenario: str, seeds, profile: str = "quick", methods=None, run
     bar.close()
     return [r for r in store.rows() if r["scenario"] == scenario and r["profile"] == profile
             and r["seed"] in list(seeds)]
+
+
+def few_model_forgetting(method: str, scenario: str, seed: int, K: int, profile: str = "quick",
+                         run_dir="runs/default", data_dir=None, device=None, delta: float = 0.01,
+                         **overrides) -> dict:
+    """The challenge-style forgetting quality (:mod:`unlearnlib.forgetting`) of ``method`` on one
+    split: K unlearned models (the same original, model seeds ``1000 * (seed + 1) + k``) against K
+    models retrained from scratch (the same seeds). ``method="retrain"`` gives the ceiling for
+    this K. The models are not stored; the original is reused from ``run_dir``.
+    """
+    from .forgetting import few_model_score
+    if isinstance(K, bool) or not isinstance(K, int) or K < 2:
+        raise ValueError(f"K must be an integer >= 2 (models of each kind), got {K!r}")
+    device = device or default_device()
+    cfg = method_config(method, profile, scenario, **overrides)
+    rcfg = method_config("retrain", profile, scenario)
+    original, split, _ = get_original(scenario, seed, profile, run_dir, data_dir, device)
+    seeds = [1000 * (seed + 1) + k for k in range(K)]
+    t0 = time.perf_counter()
+    retrained = [unlearn("retrain", original, split, rcfg, seed=s).model for s in seeds]
+    # the unlearned models of "retrain" must be other retrainings than the reference ones
+    useeds = [s + 500 for s in seeds] if method == "retrain" else seeds
+    unlearned = [unlearn(method, original, split, cfg, seed=s).model for s in useeds]
+    out = few_model_score(unlearned, retrained, split, delta)
+    out.update(method=method, scenario=scenario, seed=seed, profile=profile,
+               split_fingerprint=split.fingerprint, config_hash=_method_hash(cfg, original),
+               seconds=time.perf_counter() - t0, device=_device_name(device), git_commit=git_commit())
+    return out
