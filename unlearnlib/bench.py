@@ -35,7 +35,7 @@ def throughput(width: float, batch: int, steps: int, device, size: int = 32,
     """Training images/s (forward, backward, SGD step) of ResNet-18 on random 32x32 batches, the
     training loop's own forward (:class:`~unlearnlib.train.Forward`, ``compile`` mode) and
     optimizer; returns ``(images_per_s, compile_seconds)``."""
-    from .data import LabelledImages
+    from .data import LabelledImages, to_float
     from .models import build_model
     from .train import Forward, autocast, make_optimizer
     dev = torch.device(device)
@@ -45,7 +45,7 @@ def throughput(width: float, batch: int, steps: int, device, size: int = 32,
     opt = make_optimizer(m, 0.1, 0.9, 5e-4)
     data = LabelledImages(torch.randint(0, 256, (batch, 3, size, size), dtype=torch.uint8),
                           torch.randint(0, 10, (batch,))).to(dev)
-    x, y = data.images.float() / 255, data.labels
+    x, y = to_float(data.images), data.labels
     with Forward(m, mode=compile) as fwd:
         compile_secs = fwd.warmup(data, {batch})
 

@@ -53,9 +53,9 @@ def check_parameters(namespace: dict, before: set, declared) -> dict:
             p["profile"] = "paper" if torch.cuda.is_available() else "quick"
         if p["profile"] not in PROFILES:
             raise ValueError(f"unknown profile {p['profile']!r}; allowed: auto, {', '.join(PROFILES)}")
-    if "workers" in p and (isinstance(p["workers"], bool) or not isinstance(p["workers"], int)
-                           or p["workers"] < 1):
-        raise ValueError(f"workers must be an integer >= 1, got {p['workers']!r}")
+    if "workers" in p:
+        from .study import validate_workers
+        p["workers"] = validate_workers(p["workers"])
     if p.get("seed") is not None:
         p["seed"] = validate_seed(p["seed"])
     if "seeds" in p:

@@ -37,7 +37,7 @@ from .splits import make_split
 from .train import check_config, hashable_config, seed_everything, train
 
 __all__ = ["default_device", "get_original", "run_method", "run_scenario", "load_unlearned",
-           "method_config", "few_model_forgetting", "RESULTS_FILE", "TABLE_METRICS"]
+           "method_config", "few_model_forgetting", "validate_workers", "RESULTS_FILE", "TABLE_METRICS"]
 
 RESULTS_FILE = "results.jsonl"
 TABLE_METRICS = ["retain_acc", "forget_acc", "test_acc", "mia_loss", "mia_efficacy", "avg_gap",
@@ -160,6 +160,13 @@ def run_method(method: str, original, split, profile: str, run_dir, device=None,
     return load_checkpoint(path, expect=expect, device=device)
 
 
+def validate_workers(workers) -> int:
+    """``workers`` for :func:`run_scenario`: an integer >= 1, else ValueError naming it."""
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise ValueError(f"workers must be an integer >= 1, got {workers!r}")
+    return workers
+
+
 def _prepare_seed(job: dict) -> int:
     """Worker process: the original model, Retrain and every method for one seed, written as
     checkpoints (no evaluation). Runs the same code as the sequential path."""
@@ -207,8 +214,7 @@ def run_scenario(scenario: str, seeds, profile: str = "quick", methods=None, run
     unknown = [m for m in methods if m not in METHODS]
     if unknown:
         raise ValueError(f"unknown method(s) {unknown}; allowed: {', '.join(METHODS)}")
-    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
-        raise ValueError(f"workers must be an integer >= 1, got {workers!r}")
+    validate_workers(workers)
     overrides = overrides or {}
     bad = sorted(set(overrides) - set(METHODS))
     if bad:
