@@ -18,7 +18,7 @@
 #
 # # 02 · Removing bias on CIFAR-10 (Table 1)
 #
-# Paper section 4.3. The RB split draws 5,000 training and 1,000 validation images from CIFAR-10 with the seed; 10% of the training images, 50 per class, form the forget set. All seven methods run from the same original model and are compared against Retrain, the gold standard: the best method is the one *closest to Retrain*, not the one with the lowest forget accuracy.
+# Paper section 4.3. The RB split draws 5,000 training and 1,000 validation images from CIFAR-10 with the seed; 10% of the training images, 50 per class, form the forget set. Every registered method runs from the same original model and are compared against Retrain, the gold standard: the best method is the one *closest to Retrain*, not the one with the lowest forget accuracy.
 
 # %% [markdown]
 # **Set-up.** In Colab this installs unlearnlib with its notebook extras (Colab's own torch is
@@ -39,7 +39,7 @@ if "google.colab" in sys.modules:
 # %%
 from unlearnlib.notebook import check_parameters
 from unlearnlib.study import run_scenario
-from unlearnlib.report import method_table, plot_accuracy_bars, save_figure, save_table, PAPER_TABLE1, PAPER_TABLE2
+from unlearnlib.report import scenario_report
 from IPython.display import Markdown, display
 _before = set(globals())
 
@@ -48,6 +48,7 @@ _before = set(globals())
 # `quick` on a CPU. Paths are relative to the project root.
 
 # %% tags=["parameters"]
+scenario = "rb"        # "rb" (notebook 02) or "rc" (notebook 03): which table to build
 seeds = None           # list of seeds; None: the profile's seeds (0, 1, 2)
 seed = None            # run this one seed only (overrides seeds), e.g. -p seed 2
 profile = "auto"       # "auto", "quick" (2 CPU cores) or "paper" (full size, GPU)
@@ -72,25 +73,15 @@ P
 # Retrain and appended to the results store. Rows already stored are not recomputed.
 
 # %%
-rows = run_scenario("rb", P["seeds"], P["profile"], run_dir=P["run_dir"], data_dir=P["data_dir"],
+rows = run_scenario(P["scenario"], P["seeds"], P["profile"], run_dir=P["run_dir"], data_dir=P["data_dir"],
                     workers=P["workers"])
 print(f"{len(rows)} result rows, seeds {sorted({r['seed'] for r in rows})}, device {rows[0]['device']}")
 
 # %% [markdown]
 # **The table**: mean ± std over seeds, with the paper's own retain / forget / test numbers
-# beside ours. Saved to `results/02_rb_cifar10_table.md` and `.csv`.
+# beside ours, and the accuracies per method (bars: mean over seeds; whiskers: std). Saved to
+# `results/` (Markdown and CSV) and `figures/` (PNG and PDF).
 
 # %%
-metrics = ["retain_acc", "forget_acc", "test_acc", "mia_loss", "mia_efficacy", "avg_gap", "js_forget", "seconds", "cost_ratio"]
-table = method_table(rows, metrics, paper=PAPER_TABLE1)
-cols = ["label", "n"] + metrics + ["paper"]
-heads = ["method", "n", "retain %", "forget %", "test %"] + [m for m in metrics[3:]] + ["paper (r/f/t %)"]
-md = save_table(table, cols, heads, P["results_dir"], f"02_rb_cifar10_table_{P['tag']}")
+md, fig = scenario_report(rows, P["scenario"], P["profile"], P["results_dir"], P["figures_dir"], P["tag"])
 display(Markdown(md))
-
-# %% [markdown]
-# **Accuracies per method** (bars: mean over seeds; whiskers: std).
-
-# %%
-fig = plot_accuracy_bars(table, "02 · Removing bias on CIFAR-10 (Table 1) (rb, " + P["profile"] + " profile)")
-save_figure(fig, P["figures_dir"], f"02_rb_cifar10_accuracy_{P['tag']}")

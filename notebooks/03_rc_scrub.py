@@ -39,7 +39,7 @@ if "google.colab" in sys.modules:
 # %%
 from unlearnlib.notebook import check_parameters
 from unlearnlib.study import run_scenario
-from unlearnlib.report import method_table, plot_accuracy_bars, save_figure, save_table, PAPER_TABLE1, PAPER_TABLE2
+from unlearnlib.report import scenario_report
 from IPython.display import Markdown, display
 _before = set(globals())
 
@@ -48,6 +48,7 @@ _before = set(globals())
 # `quick` on a CPU. Paths are relative to the project root.
 
 # %% tags=["parameters"]
+scenario = "rc"        # "rb" (notebook 02) or "rc" (notebook 03): which table to build
 seeds = None           # list of seeds; None: the profile's seeds (0, 1, 2)
 seed = None            # run this one seed only (overrides seeds), e.g. -p seed 2
 profile = "auto"       # "auto", "quick" (2 CPU cores) or "paper" (full size, GPU)
@@ -72,25 +73,15 @@ P
 # Retrain and appended to the results store. Rows already stored are not recomputed.
 
 # %%
-rows = run_scenario("rc", P["seeds"], P["profile"], run_dir=P["run_dir"], data_dir=P["data_dir"],
+rows = run_scenario(P["scenario"], P["seeds"], P["profile"], run_dir=P["run_dir"], data_dir=P["data_dir"],
                     workers=P["workers"])
 print(f"{len(rows)} result rows, seeds {sorted({r['seed'] for r in rows})}, device {rows[0]['device']}")
 
 # %% [markdown]
 # **The table**: mean ± std over seeds, with the paper's own retain / forget / test numbers
-# beside ours. Saved to `results/03_rc_scrub_table.md` and `.csv`.
+# beside ours, and the accuracies per method (bars: mean over seeds; whiskers: std). Saved to
+# `results/` (Markdown and CSV) and `figures/` (PNG and PDF).
 
 # %%
-metrics = ["retain_acc", "forget_acc", "test_acc", "forget_true_acc", "confusion_0_to_1", "confusion_1_to_0", "mia_loss", "mia_efficacy", "avg_gap", "js_forget", "seconds", "cost_ratio"]
-table = method_table(rows, metrics, paper=PAPER_TABLE2)
-cols = ["label", "n"] + metrics + ["paper"]
-heads = ["method", "n", "retain %", "forget %", "test %"] + [m for m in metrics[3:]] + ["paper (r/f/t %)"]
-md = save_table(table, cols, heads, P["results_dir"], f"03_rc_scrub_table_{P['tag']}")
+md, fig = scenario_report(rows, P["scenario"], P["profile"], P["results_dir"], P["figures_dir"], P["tag"])
 display(Markdown(md))
-
-# %% [markdown]
-# **Accuracies per method** (bars: mean over seeds; whiskers: std).
-
-# %%
-fig = plot_accuracy_bars(table, "03 · Resolving confusion on Tiny-ImageNet-20 (Table 2) (rc, " + P["profile"] + " profile)")
-save_figure(fig, P["figures_dir"], f"03_rc_scrub_accuracy_{P['tag']}")

@@ -5,6 +5,8 @@
 #     text_representation:
 #       extension: .py
 #       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
 #   kernelspec:
 #     display_name: Python 3
 #     language: python
@@ -37,6 +39,7 @@ if "google.colab" in sys.modules:
 # %%
 from unlearnlib.notebook import check_parameters
 from unlearnlib.study import run_scenario
+from unlearnlib.methods import method_names
 from unlearnlib.report import plot_loss_curves, plot_distillation_types, save_figure
 _before = set(globals())
 
@@ -61,16 +64,13 @@ _declared = set(globals()) - _before
 # %%
 P = check_parameters(globals(), _before, _declared)
 P
-bad = [s for s in scenarios if s not in ("rb", "rc")]
-if bad:
-    raise ValueError(f"unknown scenario(s) {bad}; allowed: rb, rc")
 
 # %% [markdown]
-# **Results** of the three SCRUB variants: read from the store, computed only if missing.
+# **Results** of the SCRUB family (vanilla and the feature variants): read from the store, computed only if missing.
 
 # %%
-SCRUBS = ["scrub", "scrub_attention", "scrub_similarity"]
-rows = [r for sc in scenarios for r in run_scenario(sc, P["seeds"], P["profile"], methods=SCRUBS,
+SCRUBS = method_names("scrub")
+rows = [r for sc in P["scenarios"] for r in run_scenario(sc, P["seeds"], P["profile"], methods=SCRUBS,
                                                       run_dir=P["run_dir"], data_dir=P["data_dir"])
         if r["method"] in SCRUBS]
 for r in rows[:3]:

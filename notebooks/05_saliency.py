@@ -5,6 +5,8 @@
 #     text_representation:
 #       extension: .py
 #       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
 #   kernelspec:
 #     display_name: Python 3
 #     language: python
@@ -38,6 +40,7 @@ if "google.colab" in sys.modules:
 from unlearnlib.notebook import check_parameters
 from unlearnlib.study import run_scenario, load_unlearned
 from unlearnlib.splits import make_split
+from unlearnlib.methods import method_names
 from unlearnlib.saliency import compare_models, KINDS
 from unlearnlib.report import plot_saliency_grid, save_figure, save_table
 from IPython.display import Markdown, display
@@ -65,14 +68,12 @@ _declared = set(globals()) - _before
 # %%
 P = check_parameters(globals(), _before, _declared)
 P
-if isinstance(n_images, bool) or not isinstance(n_images, int) or not 1 <= n_images <= 50:
-    raise ValueError(f"n_images must be an integer in 1..50, got {n_images!r}")
 
 # %% [markdown]
 # **Models**: trained or loaded from the checkpoints that notebook 03 left.
 
 # %%
-MODELS = ["original", "retrain", "scrub", "scrub_attention", "scrub_similarity"]
+MODELS = ["original", "retrain"] + method_names("scrub")
 run_scenario("rc", [P["seed"]], P["profile"], methods=MODELS[1:], run_dir=P["run_dir"], data_dir=P["data_dir"])
 split = make_split("rc", P["seed"], P["data_dir"], profile=P["profile"])
 models = {m: load_unlearned(m, "rc", P["seed"], P["profile"], P["run_dir"], split) for m in MODELS}
@@ -81,7 +82,7 @@ models = {m: load_unlearned(m, "rc", P["seed"], P["profile"], P["run_dir"], spli
 # **Images**: the first `n_images` test images of class 0 and of class 1, explained for their true class.
 
 # %%
-pick = torch.cat([torch.nonzero(split.test.labels == c).flatten()[:n_images] for c in (0, 1)])
+pick = torch.cat([torch.nonzero(split.test.labels == c).flatten()[:P["n_images"]] for c in (0, 1)])
 images, targets = split.test.images[pick], split.test.labels[pick]
 maps, sim = compare_models(models, images, targets)
 titles = [f"class {int(t)}" for t in targets]

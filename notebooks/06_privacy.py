@@ -41,7 +41,7 @@ from unlearnlib.notebook import check_parameters
 from unlearnlib.study import run_scenario, load_unlearned
 from unlearnlib.splits import make_split
 from unlearnlib.metrics import loss_distributions
-from unlearnlib.report import method_table, plot_loss_distributions, save_figure, save_table, METHOD_ORDER
+from unlearnlib.report import method_table, method_order, plot_loss_distributions, save_figure, save_table
 from IPython.display import Markdown, display
 _before = set(globals())
 
@@ -94,6 +94,6 @@ display(Markdown(md))
 # %%
 s0 = P["seeds"][0]
 split = make_split(P["scenario"], s0, P["data_dir"], profile=P["profile"])
-models = {m: load_unlearned(m, P["scenario"], s0, P["profile"], P["run_dir"], split) for m in METHOD_ORDER}
+models = {m: load_unlearned(m, P["scenario"], s0, P["profile"], P["run_dir"], split) for m in method_order()}
 fig = plot_loss_distributions(loss_distributions(models, split))
 save_figure(fig, P["figures_dir"], f"06_loss_distributions_{P['scenario']}_{P['tag']}")

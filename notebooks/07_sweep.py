@@ -5,6 +5,8 @@
 #     text_representation:
 #       extension: .py
 #       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
 #   kernelspec:
 #     display_name: Python 3
 #     language: python
@@ -39,9 +41,10 @@ if "google.colab" in sys.modules:
 
 # %%
 from unlearnlib.notebook import check_parameters
-from unlearnlib.sweep import run_sweep, select_presets, write_presets, sensitivity_rows
+from unlearnlib.sweep import run_sweep, select_presets, sensitivity_rows
+from unlearnlib.presets import write_presets
 from unlearnlib.results import ResultsStore
-from unlearnlib.report import plot_sensitivity, save_figure, save_table, LABELS
+from unlearnlib.report import label, plot_sensitivity, save_figure, save_table
 from IPython.display import Markdown, display
 _before = set(globals())
 
@@ -69,8 +72,6 @@ _declared = set(globals()) - _before
 
 # %%
 P = check_parameters(globals(), _before, _declared)
-if not lrs or any(isinstance(x, bool) or not isinstance(x, (int, float)) or x <= 0 for x in lrs):
-    raise ValueError(f"lrs must be a non-empty list of positive numbers, got {lrs!r}")
 P
 
 # %% [markdown]
@@ -79,7 +80,7 @@ P
 
 # %%
 spec = {"name": f"lr-{P['scenario']}", "scenario": P["scenario"], "profile": P["profile"],
-        "grid": {"method": list(methods), "lr": list(lrs), "seed": P["seeds"]}}
+        "grid": {"method": P["methods"], "lr": P["lrs"], "seed": P["seeds"]}}
 summary = run_sweep(spec, P["run_dir"] / "sweep", data_dir=P["data_dir"])
 summary
 
@@ -96,9 +97,9 @@ save_figure(fig, P["figures_dir"], f"07_sensitivity_{P['scenario']}_{P['tag']}")
 
 # %%
 chosen = select_presets(rows, P["scenario"])
-table = [{"method": LABELS.get(m, m), "lr": c["overrides"].get("lr"), "avg_gap": f"{100 * c['avg_gap']:.2f}",
+table = [{"method": label(m), "lr": c["overrides"].get("lr"), "avg_gap": f"{100 * c['avg_gap']:.2f}",
           "seeds": c["n_seeds"]} for m, c in sorted(chosen.items())]
 display(Markdown(save_table(table, ["method", "lr", "avg_gap", "seeds"], ["method", "best lr", "Avg. Gap (%)", "seeds"],
                             P["results_dir"], f"07_presets_{P['scenario']}_{P['tag']}")))
-if preset:
-    print("preset written to", write_presets(chosen, preset))
+if P["preset"]:
+    print("preset written to", write_presets(chosen, P["preset"]))

@@ -1,5 +1,13 @@
-"""Shared fixtures: real data from the offline archives, and one quick original model."""
+"""Shared fixtures: real data from the offline archives, and one quick original model.
+
+Everything the suite writes goes to a temporary folder: the notebooks executed by nbmake resolve
+their run, figures and results folders under ``UNLEARNLIB_OUTPUT_DIR`` and presets go to
+``UNLEARNLIB_PRESETS``, both set here for the session, so the checkout stays clean.
+Notebook items (nbmake) are marked ``slow``: ``pytest -m "not slow"`` is the fast loop.
+"""
 import os
+import shutil
+import tempfile
 import warnings
 
 import pytest
@@ -9,6 +17,23 @@ from unlearnlib.data import find_data_dir
 
 torch.set_num_threads(max(1, os.cpu_count() or 1))
 warnings.filterwarnings("ignore", message="Kernel is running over TCP")
+_OUT = tempfile.mkdtemp(prefix="unlearnlib-tests-")
+
+
+def pytest_configure(config):
+    # set before any notebook kernel starts: kernels inherit this process's environment
+    os.environ["UNLEARNLIB_OUTPUT_DIR"] = _OUT
+    os.environ["UNLEARNLIB_PRESETS"] = os.path.join(_OUT, "presets")
+
+
+def pytest_unconfigure(config):
+    shutil.rmtree(_OUT, ignore_errors=True)
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if str(item.fspath).endswith(".ipynb"):
+            item.add_marker(pytest.mark.slow)
 
 
 @pytest.fixture(scope="session")
@@ -29,7 +54,8 @@ def original_rb(rb_quick):
     """The quick-profile original model on RB seed 0 (fits its training set)."""
     from unlearnlib.models import build_model
     from unlearnlib.profiles import PROFILES
-    from unlearnlib.train import seed_everything, train
+    from unlearnlib.runtime import seed_everything
+    from unlearnlib.train import train
     p = PROFILES["quick"]
     seed_everything(0)
     m = build_model("resnet18", 10, p.width, rb_quick.mean, rb_quick.std)
@@ -41,6 +67,5 @@ def original_rb(rb_quick):
 
 @pytest.fixture(scope="session")
 def retrain_rb(rb_quick, original_rb):
-    from unlearnlib.study import method_config
-    from unlearnlib.methods import unlearn
+    from unlearnlib.methods import method_config, unlearn
     return unlearn("retrain", original_rb, rb_quick, method_config("retrain", "quick", "rb"))

@@ -61,7 +61,7 @@ def test_bad_input_is_refused(call, msg):
 
 def test_on_real_models_original_scores_low_and_identical_models_score_one(rb_quick, original_rb, retrain_rb):
     from unlearnlib.methods import unlearn
-    from unlearnlib.study import method_config
+    from unlearnlib.methods import method_config
     other = unlearn("retrain", original_rb, rb_quick, method_config("retrain", "quick", "rb"), seed=1).model
     retrained = [retrain_rb.model, other]
     same = few_model_score(retrained, retrained, rb_quick)

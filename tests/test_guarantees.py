@@ -16,20 +16,25 @@ from unlearnlib.notebook import check_parameters
 from unlearnlib.report import plot_distillation_types, plot_loss_curves, save_figure, save_table
 from unlearnlib.results import ResultsStore
 from unlearnlib.splits import make_split
-from unlearnlib.train import TrainConfig, set_deterministic
+from unlearnlib.config import TrainConfig
+from unlearnlib.metrics import accuracy
+from unlearnlib.runtime import set_deterministic
 
 
 def test_checkpoint_of_another_split_refused_for_unlearning_and_evaluation(tmp_path, rb_quick, original_rb):
     other = make_split("rb", 1, profile="quick")
     path = save_checkpoint(tmp_path / "m.safetensors", original_rb, arch="resnet18", width=0.125, num_classes=10,
                            dataset="cifar10", split_fingerprint=other.fingerprint, seed=1)
-    model, _ = load_checkpoint(path)
+    model, meta = load_checkpoint(path)
     with pytest.raises(CheckpointMismatch, match="refusing to unlearn"):
-        unlearn("scrub", model, rb_quick)
+        unlearn("scrub", model, rb_quick, meta=meta)
     with pytest.raises(CheckpointMismatch, match="refusing to evaluate"):
-        evaluate(model, rb_quick)
-    # the same checkpoint is fine on its own split
-    assert evaluate(model, other)["retain_acc"] >= 0
+        evaluate(model, rb_quick, meta=meta)
+    # the same checkpoint is fine on its own split, and measured there
+    row = evaluate(model, other, meta=meta)
+    assert row["retain_acc"] == accuracy(model, other.retain) and row["test_acc"] == accuracy(model, other.test)
+    # the metadata travels beside the model, never on it: a copy of it is not the checkpoint
+    assert not hasattr(model, "unlearnlib_meta")
 
 
 @pytest.mark.parametrize("method,kw", [("scrub", dict(epochs=3, max_steps=2, lr=5e-3)),

@@ -7,7 +7,8 @@ import torch
 
 from unlearnlib.checkpoints import load_checkpoint
 from unlearnlib.methods import unlearn
-from unlearnlib.train import Forward, batch_sizes
+from unlearnlib.forward import Forward
+from unlearnlib.runtime import batch_sizes
 
 
 def _small(split, n_retain=64, n_forget=32):
@@ -22,6 +23,7 @@ def test_batch_sizes():
     assert batch_sizes(10, 32) == {10}
 
 
+@pytest.mark.slow
 def test_compiled_similarity_scrub_matches_eager(rb_quick, original_rb):
     """Similarity SCRUB taps layer4 through hooks; compiled, the hooks must still feed the loss."""
     split = _small(rb_quick)
@@ -44,22 +46,41 @@ def test_compiled_similarity_scrub_matches_eager(rb_quick, original_rb):
     assert not any(m._forward_hooks for m in comp.model.modules())
 
 
-def test_forward_warmup_leaves_weights_and_statistics(rb_quick):
+def test_eager_forward_taps_and_has_nothing_to_warm_up(rb_quick):
     from unlearnlib.models import build_model
     torch.manual_seed(0)
     m = build_model("resnet18", 10, 0.125).train()
-    before = {k: v.clone() for k, v in m.state_dict().items()}
     with Forward(m, ["layer4"], mode="off") as fwd:
-        assert fwd.warmup(rb_quick.retain, {8}) == 0.0  # eager: nothing to compile
+        assert fwd.warmup(rb_quick.retain, {8}) == 0.0 and fwd.compile_seconds == 0.0
         logits, feats = fwd(rb_quick.retain.images[:4].float() / 255)
-        assert logits.shape == (4, 10) and feats[0].shape[0] == 4
-    assert all(torch.equal(before[k], v) or "running" in k or "num_batches" in k for k, v in m.state_dict().items())
+        assert logits.shape == (4, 10) and feats[0].shape == (4, 64, 4, 4)
+    assert not any(mod._forward_hooks for mod in m.modules())
     with pytest.raises(ValueError, match="compile 'fast' is not one of off, default"):
         Forward(m, mode="fast")
     with pytest.raises(ValueError, match="compile 'fast' is not one of off, default"):
         unlearn("finetune", m, rb_quick, compile="fast")
 
 
+@pytest.mark.slow
+def test_compiled_warmup_compiles_and_restores_weights_statistics_and_gradients(rb_quick):
+    """Warm-up runs forward and backward of every batch size through the compiled graph: the
+    weights, the batch-norm statistics (which a train-mode forward updates) and the gradients
+    must come back exactly as they were."""
+    from unlearnlib.models import build_model
+    torch.manual_seed(0)
+    m = build_model("resnet18", 10, 0.125).train()
+    before = {k: v.clone() for k, v in m.state_dict().items()}
+    with Forward(m, ["layer4"], mode="default") as fwd:
+        secs = fwd.warmup(rb_quick.retain, {8, 4})
+        assert secs > 0 and fwd.compile_seconds >= secs
+        assert all(torch.equal(before[k], v) for k, v in m.state_dict().items())
+        assert all(p.grad is None for p in m.parameters()) and m.training
+        # and the compiled graph still records the tap
+        logits, feats = fwd(rb_quick.retain.images[:8].float() / 255)
+        assert logits.shape == (8, 10) and feats[0].shape == (8, 64, 4, 4)
+
+
+@pytest.mark.slow
 def test_concurrent_seeds_equal_a_sequential_run(tmp_path, data_dir):
     """Two seeds in two processes give the very rows and weights of a sequential run (with the
     same CPU threads per process)."""

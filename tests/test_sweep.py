@@ -4,7 +4,8 @@ import json
 import pytest
 
 from unlearnlib.results import ResultsStore
-from unlearnlib.sweep import expand, load_grid, load_preset, run_sweep, select_presets, write_presets
+from unlearnlib.presets import PACKAGE_PRESETS, load_preset, write_presets
+from unlearnlib.sweep import expand, load_grid, run_sweep, select_presets
 
 
 
@@ -13,6 +14,7 @@ SPEC = {"name": "t", "scenario": "rb", "profile": "quick",
         "fixed": {"epochs": 1}, "train": {"epochs": 2}}
 
 
+@pytest.mark.slow
 def test_grid_2x2x2_runs_on_local_ray_then_nothing_new(tmp_path):
     s = run_sweep(SPEC, tmp_path, progress=False)
     assert (s["points"], s["ran"], s["failed"]) == (8, 8, 0)
@@ -26,6 +28,7 @@ def test_grid_2x2x2_runs_on_local_ray_then_nothing_new(tmp_path):
     assert (tmp_path / "results.jsonl").read_bytes() == before
 
 
+@pytest.mark.slow
 def test_interrupted_sweep_completes_exactly_the_missing_points(tmp_path):
     first = run_sweep(SPEC, tmp_path, progress=False, max_points=3)  # stands for a kill after 3 points
     assert first["ran"] == 3
@@ -37,6 +40,7 @@ def test_interrupted_sweep_completes_exactly_the_missing_points(tmp_path):
     assert len(keys) == len(set(keys)) == 8 and done <= set(keys)
 
 
+@pytest.mark.slow
 def test_failing_point_is_recorded_and_others_complete(tmp_path):
     spec = {"name": "f", "scenario": "rb", "profile": "quick", "train": {"epochs": 2},
             "grid": {"method": ["scrub_attention"], "layers": [["layer4"], ["layer9"]], "seed": [0]},
@@ -64,6 +68,30 @@ def test_preset_selection_from_a_known_table(tmp_path, monkeypatch):
     assert load_preset("rb-resnet18", "scrub") == {"lr": 1e-3}
     with pytest.raises(ValueError, match="unknown preset 'nope'"):
         load_preset("nope", "scrub")
+
+
+@pytest.mark.parametrize("name", ["../escaped", "/abs/evil", "Upper", "a b", "", "x/../y"])
+def test_preset_names_that_could_escape_are_refused(name, tmp_path, monkeypatch):
+    monkeypatch.setenv("UNLEARNLIB_PRESETS", str(tmp_path / "user"))
+    with pytest.raises(ValueError, match="is not allowed: use lower-case letters, digits"):
+        write_presets({"scrub": {"overrides": {"lr": 1e-3}}}, name)
+    with pytest.raises(ValueError, match="is not allowed"):
+        load_preset(name, "scrub")
+    assert not (tmp_path / "user").exists() and not (tmp_path / "escaped.json").exists()
+
+
+def test_presets_are_written_to_the_user_folder_never_the_package(tmp_path, monkeypatch):
+    monkeypatch.delenv("UNLEARNLIB_PRESETS", raising=False)
+    monkeypatch.setenv("UNLEARNLIB_CACHE", str(tmp_path))
+    shipped = sorted(p.name for p in PACKAGE_PRESETS.glob("*.json"))
+    path = write_presets({"scrub": {"overrides": {"lr": 2e-3}}}, "mine")
+    assert path == tmp_path / "presets" / "mine.json"
+    assert sorted(p.name for p in PACKAGE_PRESETS.glob("*.json")) == shipped
+    assert load_preset("mine", "scrub") == {"lr": 2e-3}
+    assert load_preset("rb-resnet18-quick", "scrub") == {"lr": 0.005}  # the shipped one is still found
+    (tmp_path / "presets" / "broken.json").write_text("{not json")
+    with pytest.raises(ValueError, match="broken.json is not readable JSON"):
+        load_preset("broken", "scrub")
 
 
 def test_bad_grids_fail_before_compute():

@@ -1,17 +1,19 @@
 """Training, resumption, the NaN guard, and the seven methods on real images."""
 import copy
+import dataclasses
 import warnings
 
 import pytest
 import torch
 
 from unlearnlib.losses import kd_kl
-from unlearnlib.methods import METHODS, default_config, unlearn, unlearning
+from unlearnlib.config import TrainConfig, field_range
+from unlearnlib.methods import METHODS, default_config, method_config, unlearn, unlearning
 from unlearnlib.metrics import accuracy
 from unlearnlib.models import build_model
 from unlearnlib.profiles import PROFILES
-from unlearnlib.study import method_config
-from unlearnlib.train import TrainConfig, set_deterministic, train
+from unlearnlib.runtime import set_deterministic
+from unlearnlib.train import train
 
 
 def _params(m):
@@ -59,7 +61,7 @@ def test_resume_after_interruption_equals_uninterrupted_run(rb_quick, tmp_path):
 def test_nan_loss_stops_and_never_returns_nan_weights(rb_quick, original_rb):
     with warnings.catch_warnings(record=True) as w:
         warnings.simplefilter("always")
-        res = unlearn("neggrad", original_rb, rb_quick, lr=1e12, momentum=0.0, epochs=3)
+        res = unlearn("neggrad", original_rb, rb_quick, lr=1000.0, momentum=0.0, epochs=3)
     assert res.diverged and res.history[-1]["diverged"]
     assert any("diverged" in str(x.message) for x in w)
     assert all(torch.isfinite(p).all() for p in res.model.parameters())
@@ -118,7 +120,7 @@ def test_neggrad_plus_alpha_one_equals_finetune(rb_quick, original_rb):
 @pytest.mark.parametrize("method", ["scrub", "scrub_attention", "scrub_similarity", "neggrad_plus"])
 def test_quick_methods_forget_and_keep_retain(method, rb_quick, original_rb):
     orig_f, orig_r = accuracy(original_rb, rb_quick.forget), accuracy(original_rb, rb_quick.retain)
-    res = unlearn(method, original_rb, rb_quick, method_config(method, "quick"))
+    res = unlearn(method, original_rb, rb_quick, method_config(method, "quick", "rb"))
     f, r = accuracy(res.model, rb_quick.forget), accuracy(res.model, rb_quick.retain)
     assert orig_f > 0.95 and f < orig_f - 0.25, (orig_f, f)
     assert r > orig_r - 0.05, (orig_r, r)
@@ -129,21 +131,29 @@ def test_retrain_forget_accuracy_is_near_its_test_accuracy(rb_quick, retrain_rb,
     assert abs(f - t) < 0.2 and f < accuracy(original_rb, rb_quick.forget) - 0.4
 
 
-def test_rewind_returns_a_recorded_epoch(rb_quick, original_rb):
-    res = unlearn("scrub", original_rb, rb_quick, epochs=3, max_steps=2, lr=5e-3, rewind=True)
-    assert res.rewound_epoch in (1, 2, 3)
-    assert all("forget_error" in h for h in res.history)
+def test_rewind_returns_the_epoch_the_rule_picks(rb_quick, original_rb):
+    """SCRUB+R returns the epoch whose forget error is closest to its test error, with that
+    epoch's weights (checked by measuring the returned model again)."""
+    res = unlearn("scrub", original_rb, rb_quick, epochs=4, max_steps=2, lr=2e-2, rewind=True)
+    gaps = [abs(h["forget_error"] - h["test_error"]) for h in res.history]
+    assert len(gaps) == 4 and len(set(gaps)) > 1, gaps  # the rule has something to choose from
+    assert res.rewound_epoch == 1 + min(range(4), key=gaps.__getitem__)
+    h = res.history[res.rewound_epoch - 1]
+    assert 1 - accuracy(res.model, rb_quick.forget) == pytest.approx(h["forget_error"], abs=1e-6)
+    assert 1 - accuracy(res.model, rb_quick.test) == pytest.approx(h["test_error"], abs=1e-6)
 
 
 @pytest.mark.parametrize("method,kw,msg", [
     ("scrubb", {}, "unknown method 'scrubb'; allowed: retrain, finetune"),
     ("scrub", {"learning_rate": 1e-3}, r"unknown hyperparameter\(s\) \['learning_rate'\]"),
-    ("scrub", {"lr": -1.0}, "ScrubConfig.lr must be a non-negative number"),
-    ("scrub", {"epochs": 2.5}, "ScrubConfig.epochs must be a non-negative integer"),
-    ("scrub", {"T": 0.0}, "T must be > 0"),
+    ("scrub", {"lr": -1.0}, r"ScrubConfig.lr must be a number in \[0, 1000\], got -1.0"),
+    ("scrub", {"lr": 1e4}, r"ScrubConfig.lr must be a number in \[0, 1000\], got 10000.0"),
+    ("scrub", {"epochs": 2.5}, r"ScrubConfig.epochs must be an integer in \[0, 10000\], got 2.5"),
+    ("scrub", {"T": 0.0}, r"ScrubConfig.T must be a number in \(0, 100\], got 0.0"),
+    ("scrub", {"momentum": 1.0}, r"ScrubConfig.momentum must be a number in \[0, 1\), got 1.0"),
     ("scrub", {"rewind": "yes"}, "must be True or False"),
-    ("finetune", {"batch_size": 0}, "batch_size must be >= 1"),
-    ("neggrad_plus", {"alpha": 1.5}, r"alpha must be in \[0, 1\]"),
+    ("finetune", {"batch_size": 0}, r"FinetuneConfig.batch_size must be an integer in \[1, 1000000\], got 0"),
+    ("neggrad_plus", {"alpha": 1.5}, r"NegGradPlusConfig.alpha must be a number in \[0, 1\], got 1.5"),
     ("scrub_attention", {"layers": "layer4"}, "non-empty sequence of layer names"),
 ])
 def test_bad_method_and_hyperparameters_fail_before_compute(method, kw, msg, rb_quick, original_rb):
@@ -151,12 +161,69 @@ def test_bad_method_and_hyperparameters_fail_before_compute(method, kw, msg, rb_
         unlearn(method, original_rb, rb_quick, **kw)
 
 
-def test_every_method_has_documented_defaults():
-    for m in METHODS:
-        cfg = default_config(m)
-        assert type(cfg).__doc__
+def test_registry_records_are_complete_and_defaults_valid():
+    assert list(METHODS)[0] == "retrain"  # the gold standard heads every table
+    orders = [rec.order for rec in METHODS.values()]
+    assert orders == sorted(orders) and len(set(orders)) == len(orders)
+    assert len({rec.label for rec in METHODS.values()}) == len(METHODS)
+    for name, rec in METHODS.items():
+        cfg = default_config(name)
+        assert isinstance(cfg, rec.config) and rec.name == name
+        # a docstring written by hand, not the signature dataclass() puts there
+        assert rec.config.__doc__ and not rec.config.__doc__.startswith(rec.config.__name__ + "("), name
+        assert any(w in rec.source for w in ("paper", "et al")), (name, rec.source)
+        for f in dataclasses.fields(cfg):  # every numeric field's default lies in its declared range
+            v = getattr(cfg, f.name)
+            if isinstance(v, (int, float)) and not isinstance(v, bool) and field_range(cfg, f.name):
+                lo, hi = (float(x) for x in field_range(cfg, f.name).strip("[]()").split(","))
+                assert lo <= v <= hi, (name, f.name, v)
     assert default_config("scrub").lr == 5e-4 and default_config("scrub").T == 4.0
     assert (default_config("scrub").max_steps, default_config("scrub").epochs) == (3, 5)
+    for name in PROFILES["quick"].methods:  # a profile only overrides methods that exist
+        assert name in METHODS
+
+
+def test_registry_rejects_duplicates_and_unknown_names():
+    from unlearnlib.methods import get_method, register
+    with pytest.raises(ValueError, match="method 'scrub' is already registered"):
+        register("scrub", config=METHODS["scrub"].config, label="x", order=999, source="paper")(lambda *a: None)
+    with pytest.raises(ValueError, match="unknown method 'scrubb'; allowed: retrain, finetune"):
+        get_method("scrubb")
+    with pytest.raises(ValueError, match="must name the equation or paper"):
+        register("newone", config=METHODS["scrub"].config, label="x", order=999, source=" ")
+
+
+def test_a_config_subclass_without_a_feature_kind_is_refused(rb_quick, original_rb):
+    """A new SCRUB variant that taps layers must say which feature term it uses (it used to be
+    taken silently for a similarity variant)."""
+    from dataclasses import dataclass
+
+    from unlearnlib.methods import ScrubConfig, register
+
+    @dataclass
+    class TappingConfig(ScrubConfig):
+        """A variant that taps layer4 but names no feature kind (test only)."""
+        beta: float = 1.0
+        layers: tuple = ("layer4",)
+    register("test_tapping", config=TappingConfig, label="Tapping", order=999,
+             source="test only, after the paper's eqs. (6)-(7)")(METHODS["scrub"].run)
+    try:
+        with pytest.raises(ValueError, match="TappingConfig taps .'layer4',. but its feature kind is None"):
+            unlearn("test_tapping", original_rb, rb_quick, epochs=1)
+    finally:
+        del METHODS["test_tapping"]
+
+
+@pytest.mark.parametrize("method", list(METHODS))
+def test_every_registered_method_runs_one_epoch_and_leaves_the_original(method, rb_quick, original_rb):
+    """Read from the registry: a new method is exercised here without editing this file."""
+    before = copy.deepcopy(original_rb.state_dict())
+    res = unlearn(method, original_rb, rb_quick, method_config(method, "quick", "rb", epochs=1))
+    assert res.method == method and len(res.history) == 1 and res.seconds > 0
+    assert res.model is not original_rb and not res.model.training
+    assert res.config["epochs"] == 1 and all(torch.isfinite(p).all() for p in res.model.parameters())
+    assert any(not torch.equal(a, b) for a, b in zip(res.model.state_dict().values(), before.values()))
+    assert all(torch.equal(v, before[k]) for k, v in original_rb.state_dict().items())
 
 
 def test_kit_api_on_tensors_and_datasets(rb_quick, original_rb):
@@ -192,3 +259,27 @@ def test_bf16_fast_path_matches_fp32_within_seed_noise(rb_quick):
     assert abs(accs["fp32"][1] - accs["bf16"][1]) < 0.08, accs
     with pytest.raises(ValueError, match="amp 'fp16' is not one of auto, bf16, fp32"):
         train(m, x[:8], y[:8], amp="fp16")
+
+
+def test_after_backward_hook_sees_gradients_before_the_step(rb_quick):
+    """The loop's hook between backward() and step(): a gradient mask (SalUn) keeps weights still."""
+    import torch.nn.functional as F
+
+    from unlearnlib.runtime import make_generator, make_optimizer
+    from unlearnlib.train import run_epoch
+    torch.manual_seed(0)
+    m = build_model("resnet18", 10, 0.125).train()
+    opt = make_optimizer(m, 0.1, momentum=0.0, weight_decay=0.0)  # no decay: a zero gradient means no move
+    before = {n: p.detach().clone() for n, p in m.named_parameters()}
+    seen = []
+
+    def mask_layer1(model):
+        seen.append(all(p.grad is not None for p in model.parameters()))
+        for p in model.layer1.parameters():
+            p.grad.zero_()
+    run_epoch(m, opt, rb_quick.retain.subset(range(64)), 32,
+              lambda model, b, _: (F.cross_entropy(model(b.x), b.y),) * 2, make_generator(0, torch.device("cpu")),
+              after_backward=mask_layer1)
+    assert seen == [True, True]
+    for n, p in m.named_parameters():
+        assert torch.equal(p, before[n]) == n.startswith("layer1."), n

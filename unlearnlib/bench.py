@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 
 from .io import git_commit, versions
-from .train import sync
+from .runtime import sync
 
 
 def throughput(width: float, batch: int, steps: int, device, size: int = 32,
@@ -37,7 +37,8 @@ def throughput(width: float, batch: int, steps: int, device, size: int = 32,
     optimizer; returns ``(images_per_s, compile_seconds)``."""
     from .data import LabelledImages, to_float
     from .models import build_model
-    from .train import Forward, autocast, make_optimizer
+    from .forward import Forward
+    from .runtime import autocast, make_optimizer
     dev = torch.device(device)
     m = build_model("resnet18", 10, width).to(dev)
     if dev.type == "cuda":
@@ -79,13 +80,13 @@ def main(argv=None) -> int:
     ap.add_argument("--out", default=None, help="JSON-lines file to append to (default benchmarks/results.jsonl)")
     ap.add_argument("--data-dir", default=None)
     args = ap.parse_args(argv)
-    from .train import COMPILE_MODES
+    from .config import COMPILE_MODES
     if args.compile not in COMPILE_MODES:
         ap.error(f"--compile {args.compile!r} is not one of {', '.join(COMPILE_MODES)}")
     if args.workers < 1:
         ap.error(f"--workers must be >= 1, got {args.workers}")
 
-    from .methods import METHODS, unlearn
+    from .methods import METHODS, method_names, unlearn
     from .profiles import get_profile
     from .study import get_original, method_config, run_scenario
     prof = get_profile(args.profile)
@@ -117,7 +118,7 @@ def main(argv=None) -> int:
         fig["compile_seconds"]["original"] = round(meta.get("compile_seconds", 0.0), 2)
         print(f"  original model (RB seed 0): {meta['seconds']:.2f} s")
         secs = {}
-        for m in ["retrain"] + [m for m in METHODS if m != "retrain"]:
+        for m in ["retrain"] + [m for m in method_names() if m != "retrain"]:
             over = ({"epochs": 2} if m == "retrain" else {"epochs": 1}) if args.smoke else {}
             res = unlearn(m, original, split, method_config(m, args.profile, "rb", **over, **comp))
             secs[m] = res.seconds

@@ -63,6 +63,8 @@ def load_checkpoint(path, expect: dict | None = None, device="cpu") -> tuple[nn.
 
     ``expect`` maps metadata keys (dataset, num_classes, split_fingerprint, arch, width, ...) to
     the values the caller needs; any difference raises :class:`CheckpointMismatch` naming both.
+    Returns ``(model, meta)``: the metadata travels beside the model, never on it (a copy of a
+    model is not the model its metadata describes).
     """
     from safetensors.torch import load_file
 
@@ -76,13 +78,13 @@ def load_checkpoint(path, expect: dict | None = None, device="cpu") -> tuple[nn.
     model = build_model(meta["arch"], meta["num_classes"], meta["width"])
     state = load_file(str(path))
     model.load_state_dict(state)
-    model.unlearnlib_meta = meta  # unlearn() and evaluate() check it against the split they get
     return model.to(device).eval(), meta
 
 
-def check_model_split(model, split, action: str) -> None:
-    """Refuse a model loaded from a checkpoint of another split (fingerprint or data set)."""
-    meta = getattr(model, "unlearnlib_meta", None)
+def check_model_split(meta: dict | None, split, action: str) -> None:
+    """Refuse a model whose checkpoint metadata ``meta`` (from :func:`load_checkpoint`) says it
+    was made on another split (fingerprint); ``unlearn(..., meta=)`` and ``evaluate(..., meta=)``
+    call it."""
     if not meta or not hasattr(split, "fingerprint"):
         return
     if meta.get("split_fingerprint") not in (None, split.fingerprint):

@@ -1,4 +1,4 @@
-"""Command line: ``python -m unlearnlib run-all | train | bench``."""
+"""Command line: ``python -m unlearnlib run-all | train | sweep | bench | methods``."""
 from __future__ import annotations
 
 import argparse
@@ -68,7 +68,8 @@ def train_cmd(scenario: str, seed: int, profile: str, run_dir: str | None, data_
 
 def sweep_cmd(args) -> int:
     from .results import ResultsStore
-    from .sweep import load_grid, run_sweep, select_presets, write_presets
+    from .presets import write_presets
+    from .sweep import load_grid, run_sweep, select_presets
     spec = load_grid(args.grid)
     summary = run_sweep(spec, args.run_dir, address=args.address, data_dir=args.data_dir,
                         cpus_per_point=args.cpus_per_point)
@@ -82,11 +83,23 @@ def sweep_cmd(args) -> int:
     return 0
 
 
+def methods_cmd() -> int:
+    """Print the method registry: name, label, family and the equation or paper it implements."""
+    from .methods import METHODS
+    width = max(len(n) for n in METHODS)
+    for name, rec in METHODS.items():
+        print(f"{name:{width}s}  {rec.label:18s} {rec.family:10s} {rec.source}")
+    return 0
+
+
 def main(argv=None) -> int:
+    from .profiles import PROFILES
+    from .splits import SCENARIOS
+    profiles, scenarios = list(PROFILES), list(SCENARIOS)
     ap = argparse.ArgumentParser(prog="python -m unlearnlib", description=__doc__)
     sub = ap.add_subparsers(dest="cmd", required=True)
     a = sub.add_parser("run-all", help="run the whole notebook series with papermill")
-    a.add_argument("--profile", default="quick", choices=["quick", "paper"])
+    a.add_argument("--profile", default="quick", choices=profiles)
     a.add_argument("--run-dir", default=None, help="output folder (default runs/<profile>)")
     a.add_argument("--data-dir", default=None, help="folder with the offline archives")
     a.add_argument("--seeds", type=int, nargs="+", default=None)
@@ -94,9 +107,9 @@ def main(argv=None) -> int:
     a.add_argument("--workers", type=int, default=1,
                    help="seeds trained at once in separate processes (same results; see unlearnlib.study)")
     t = sub.add_parser("train", help="train (or load) the original model and print its accuracies")
-    t.add_argument("--scenario", default="rb", choices=["rb", "rc"])
+    t.add_argument("--scenario", default="rb", choices=scenarios)
     t.add_argument("--seed", type=int, default=0)
-    t.add_argument("--profile", default="quick", choices=["quick", "paper"])
+    t.add_argument("--profile", default="quick", choices=profiles)
     t.add_argument("--run-dir", default=None)
     t.add_argument("--data-dir", default=None)
     w = sub.add_parser("sweep", help="run a hyperparameter/seed grid on Ray and write presets")
@@ -106,6 +119,7 @@ def main(argv=None) -> int:
     w.add_argument("--data-dir", default=None)
     w.add_argument("--cpus-per-point", type=int, default=1)
     w.add_argument("--preset", default=None, help="write the chosen configs as this preset name")
+    sub.add_parser("methods", help="list the registered unlearning methods and their sources")
     b = sub.add_parser("bench", help="speed benchmark (see unlearnlib.bench)")
     b.add_argument("rest", nargs=argparse.REMAINDER)
     args = ap.parse_args(argv)
@@ -117,6 +131,8 @@ def main(argv=None) -> int:
         return train_cmd(args.scenario, args.seed, args.profile, args.run_dir, args.data_dir)
     if args.cmd == "sweep":
         return sweep_cmd(args)
+    if args.cmd == "methods":
+        return methods_cmd()
     from .bench import main as bench_main
     return bench_main(args.rest)
 

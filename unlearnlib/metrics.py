@@ -22,6 +22,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .checkpoints import check_model_split
 from .train import predict_logits
 
 __all__ = ["evaluate", "accuracy", "loss_distributions", "attack_accuracy", "mia_loss_attack", "mia_efficacy", "per_example_loss",
@@ -138,20 +139,18 @@ def _metrics(out: dict, split, seed: int) -> dict:
 
 
 def evaluate(model, split, reference=None, original=None, *, seconds: float | None = None,
-             reference_seconds: float | None = None, seed: int | None = None) -> dict:
+             reference_seconds: float | None = None, seed: int | None = None, meta: dict | None = None) -> dict:
     """All metrics of ``model`` on ``split`` (see the module docstring); a flat dict of floats.
 
     ``reference`` is Retrain's model on the same split; ``original`` the model before unlearning
     (adds ``original_forget_acc`` and ``js_forget_to_original``). ``seconds`` and
-    ``reference_seconds`` give the cost columns.
+    ``reference_seconds`` give the cost columns. ``meta``, the checkpoint metadata of ``model``,
+    refuses a model made on another split.
     """
     if len(split.forget) == 0 or len(split.test) == 0 or len(split.retain) == 0:
         raise ValueError(f"evaluate needs non-empty sets, got retain {len(split.retain)}, "
                          f"forget {len(split.forget)}, test {len(split.test)}")
-    from .checkpoints import check_model_split
-    for m in (model, reference, original):
-        if m is not None:
-            check_model_split(m, split, "to evaluate")
+    check_model_split(meta, split, "to evaluate")
     seed = getattr(split, "seed", 0) if seed is None else seed
     out = _outputs(model, split)
     row = _metrics(out, split, seed)

@@ -27,7 +27,11 @@ def in_colab() -> bool:
 
 
 def project_root() -> Path:
-    """The checkout holding ``pyproject.toml`` above the working folder, else the working folder."""
+    """Where relative output folders are resolved: ``UNLEARNLIB_OUTPUT_DIR`` if set (the test
+    suite points it at a temporary folder), else the checkout holding ``pyproject.toml`` above
+    the working folder, else the working folder."""
+    if os.environ.get("UNLEARNLIB_OUTPUT_DIR"):
+        return Path(os.environ["UNLEARNLIB_OUTPUT_DIR"]).resolve()
     here = Path.cwd().resolve()
     for p in (here, *here.parents):
         if (p / "pyproject.toml").is_file() and (p / "unlearnlib").is_dir():
@@ -38,8 +42,9 @@ def project_root() -> Path:
 def check_parameters(namespace: dict, before: set, declared) -> dict:
     """Validate a notebook's parameters; returns them resolved (paths, profile, seeds).
 
-    ``declared`` holds the names the parameters cell defines. Unknown injected names, an unknown
-    scenario or profile, and bad seeds raise ``ValueError`` naming the value and what is allowed.
+    ``declared`` holds the names the parameters cell defines. Unknown injected names and a bad
+    value of any known parameter (scenario(s), profile, seed(s), workers, methods, n_images, lrs,
+    preset) raise ``ValueError`` naming the value and what is allowed.
     """
     declared = {n for n in declared if not n.startswith("_")}  # IPython's _i3, _ and the notebook's _before
     unknown = sorted(n for n in set(namespace) - before - declared if not n.startswith("_"))
@@ -56,6 +61,22 @@ def check_parameters(namespace: dict, before: set, declared) -> dict:
     if "workers" in p:
         from .study import validate_workers
         p["workers"] = validate_workers(p["workers"])
+    from .methods import method_names
+    for key, ok, allowed in (("scenarios", lambda s: s in SCENARIOS, " or ".join(SCENARIOS)),
+                             ("methods", lambda m: m in method_names(), ", ".join(method_names())),
+                             ("lrs", lambda x: isinstance(x, (int, float)) and not isinstance(x, bool)
+                              and 0 < x <= 1000, "numbers in (0, 1000]")):
+        if key in p:
+            v = p[key]
+            if isinstance(v, str) or not isinstance(v, (list, tuple)) or not v or not all(map(ok, v)):
+                raise ValueError(f"{key} must be a non-empty list of {allowed}, got {v!r}")
+            p[key] = list(v)
+    if "n_images" in p and (isinstance(p["n_images"], bool) or not isinstance(p["n_images"], int)
+                            or not 1 <= p["n_images"] <= 50):
+        raise ValueError(f"n_images must be an integer in 1..50, got {p['n_images']!r}")
+    if "preset" in p and p["preset"] is not None:
+        from .presets import validate_preset_name
+        validate_preset_name(p["preset"])
     if p.get("seed") is not None:
         p["seed"] = validate_seed(p["seed"])
     if "seeds" in p:

@@ -6,15 +6,21 @@
 for RB, 25 for RC) so that the
 original model memorises its training set, as the paper's original models do (retain accuracy
 97% or more). Split sizes live in :data:`unlearnlib.splits.SPLIT_SIZES`.
+
+:func:`resolve` is the one place where a method's settings are layered: the config's defaults,
+then the method's official per-scenario settings, then the profile (for Retrain, the profile's
+training recipe for the scenario), then a preset, then the caller's overrides. It imports
+nothing above :mod:`unlearnlib.config` and :mod:`unlearnlib.presets`.
 """
 from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
 
-from .train import TrainConfig
+from .config import TrainConfig
+from .presets import load_preset
 
-__all__ = ["Profile", "PROFILES", "get_profile"]
+__all__ = ["Profile", "PROFILES", "get_profile", "resolve"]
 
 
 @dataclass(frozen=True)
@@ -53,3 +59,28 @@ def get_profile(name: str) -> Profile:
     if name not in PROFILES:
         raise ValueError(f"unknown profile {name!r}; allowed: {', '.join(PROFILES)}")
     return PROFILES[name]
+
+
+def resolve(method: str, profile: str | None = None, scenario: str | None = None, *,
+            official: dict | None = None, train_recipe: bool = False, preset: str | None = None,
+            overrides: dict | None = None) -> dict:
+    """The overrides of ``method``'s config defaults, layered in order (later wins):
+
+    1. ``official[scenario]``: the method's official settings for the scenario (its registry record);
+    2. the profile: for a method that trains from scratch (``train_recipe``), the profile's
+       training recipe for ``scenario``; then the profile's per-method overrides;
+    3. the preset ``preset`` (see :mod:`unlearnlib.presets`);
+    4. ``overrides``, the caller's.
+    """
+    out: dict = {}
+    if official and scenario is not None:
+        out.update(official.get(scenario, {}))
+    if profile is not None:
+        p = get_profile(profile)
+        if train_recipe:
+            out.update(dataclasses.asdict(p.train_for(scenario)))
+        out.update(p.methods.get(method, {}))
+    if preset is not None:
+        out.update(load_preset(preset, method))
+    out.update(overrides or {})
+    return out

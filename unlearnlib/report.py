@@ -14,14 +14,21 @@ from .io import atomic_write_bytes
 from .results import summarize, to_csv, to_markdown
 
 __all__ = ["save_figure", "save_table", "method_table", "plot_loss_curves", "plot_distillation_types",
-           "plot_loss_distributions", "plot_training_history", "plot_sensitivity", "plot_saliency_grid", "plot_accuracy_bars", "METHOD_ORDER",
-           "PAPER_TABLE1", "PAPER_TABLE2", "LABELS"]
+           "plot_loss_distributions", "plot_training_history", "plot_sensitivity", "plot_saliency_grid", "plot_accuracy_bars",
+           "method_order", "label", "scenario_report", "SCENARIO_REPORTS", "PAPER_TABLE1", "PAPER_TABLE2"]
 
-METHOD_ORDER = ["original", "retrain", "finetune", "neggrad", "neggrad_plus", "scrub",
-                "scrub_attention", "scrub_similarity"]
-LABELS = {"original": "Original", "retrain": "Retrain", "finetune": "Finetune", "neggrad": "NegGrad",
-          "neggrad_plus": "NegGrad+", "scrub": "SCRUB", "scrub_attention": "Attention SCRUB",
-          "scrub_similarity": "Similarity SCRUB"}
+def method_order() -> list[str]:
+    """Table order: the original model, then every registered method in its registry order."""
+    from .methods import method_names
+    return ["original"] + method_names()
+
+
+def label(method: str) -> str:
+    """The display name of ``method`` (its registry label; "Original" for the original model)."""
+    from .methods import METHODS
+    return "Original" if method == "original" else (METHODS[method].label if method in METHODS else method)
+
+
 # The paper's own numbers (retain / forget / test accuracy, %), for side-by-side tables.
 PAPER_TABLE1 = {"retrain": (97.01, 65.20, 67.8), "finetune": (96.82, 93.0, 64.3),
                 "neggrad_plus": (96.83, 83.6, 65.2), "scrub": (99.75, 80.12, 65.0),
@@ -29,6 +36,34 @@ PAPER_TABLE1 = {"retrain": (97.01, 65.20, 67.8), "finetune": (96.82, 93.0, 64.3)
 PAPER_TABLE2 = {"original": (91.16, 51.50, 52.90), "retrain": (93.06, 0.5, 54.90),
                 "scrub": (99.82, 43.2, 65.3), "scrub_attention": (99.88, 41.20, 64.0),
                 "scrub_similarity": (99.83, 38.0, 66.4)}
+
+
+# What notebooks 02 (RB) and 03 (RC) report: the same code, one entry per scenario.
+SCENARIO_REPORTS = {
+    "rb": {"stem": "02_rb_cifar10", "title": "02 · Removing bias on CIFAR-10 (Table 1)", "paper": PAPER_TABLE1,
+           "metrics": ["retain_acc", "forget_acc", "test_acc", "mia_loss", "mia_efficacy", "avg_gap", "js_forget",
+                       "seconds", "cost_ratio"]},
+    "rc": {"stem": "03_rc_scrub", "title": "03 · Resolving confusion on Tiny-ImageNet-20 (Table 2)",
+           "paper": PAPER_TABLE2,
+           "metrics": ["retain_acc", "forget_acc", "test_acc", "forget_true_acc", "confusion_0_to_1",
+                       "confusion_1_to_0", "mia_loss", "mia_efficacy", "avg_gap", "js_forget", "seconds",
+                       "cost_ratio"]},
+}
+
+
+def scenario_report(rows: list[dict], scenario: str, profile: str, results_dir, figures_dir, tag: str):
+    """The scenario's table (mean ± std over seeds, the paper's numbers beside) and accuracy bars,
+    saved as ``<stem>_table_<tag>.md/.csv`` and ``<stem>_accuracy_<tag>.png/.pdf``.
+    Returns ``(markdown, figure)``."""
+    spec = SCENARIO_REPORTS[scenario]
+    metrics = spec["metrics"]
+    table = method_table(rows, metrics, paper=spec["paper"])
+    cols = ["label", "n"] + metrics + ["paper"]
+    heads = ["method", "n", "retain %", "forget %", "test %"] + metrics[3:] + ["paper (r/f/t %)"]
+    md = save_table(table, cols, heads, results_dir, f"{spec['stem']}_table_{tag}")
+    fig = plot_accuracy_bars(table, f"{spec['title']} ({scenario}, {profile} profile)")
+    save_figure(fig, figures_dir, f"{spec['stem']}_accuracy_{tag}")
+    return md, fig
 
 
 def _plt():
@@ -59,11 +94,12 @@ def save_table(table: list[dict], columns: list[str], headers: list[str], folder
 
 
 def method_table(rows: list[dict], metrics: list[str], paper: dict | None = None) -> list[dict]:
-    """Mean ± std over seeds per method, ordered as METHOD_ORDER, with the paper's numbers."""
-    table = summarize(rows, metrics, by=("method",), order=METHOD_ORDER)
-    table.sort(key=lambda r: METHOD_ORDER.index(r["method"]) if r["method"] in METHOD_ORDER else 99)
+    """Mean ± std over seeds per method, in table order (:func:`method_order`), with the paper's numbers."""
+    order = method_order()
+    table = summarize(rows, metrics, by=("method",), order=order)
+    table.sort(key=lambda r: order.index(r["method"]) if r["method"] in order else len(order))
     for r in table:
-        r["label"] = LABELS.get(r["method"], r["method"])
+        r["label"] = label(r["method"])
         if paper is not None:
             p = paper.get(r["method"])
             r["paper"] = " / ".join(f"{v:.1f}" for v in p) if p else "n/a"
@@ -99,9 +135,12 @@ def plot_accuracy_bars(table: list[dict], title: str):
     return fig
 
 
-def plot_loss_curves(rows: list[dict], methods=("scrub", "scrub_attention", "scrub_similarity")):
-    """Figure 2: mean max-loss and min-loss per epoch (mean over seeds, band = ±1 std)."""
+def plot_loss_curves(rows: list[dict], methods=None):
+    """Figure 2: mean max-loss and min-loss per epoch (mean over seeds, band = ±1 std) of
+    ``methods`` (default: the registry's SCRUB family)."""
+    from .methods import method_names
     plt = _plt()
+    methods = method_names("scrub") if methods is None else methods
     scen = sorted({r["scenario"] for r in rows})
     fig, axes = plt.subplots(1, len(scen), figsize=(5 * len(scen), 3.4), squeeze=False)
     for ax, sc in zip(axes[0], scen):
@@ -117,7 +156,7 @@ def plot_loss_curves(rows: list[dict], methods=("scrub", "scrub_attention", "scr
                 ok = ~np.all(np.isnan(arr), 0)
                 mean = np.nanmean(arr[:, ok], 0)
                 line, = ax.plot(ep[ok], mean, style, marker="o", ms=3,
-                                label=f"{LABELS[m]} {key.replace('_', '-')}")
+                                label=f"{label(m)} {key.replace('_', '-')}")
                 if len(arr) > 1:
                     std = np.nanstd(arr[:, ok], 0)
                     ax.fill_between(ep[ok], mean - std, mean + std, color=line.get_color(), alpha=0.15)
@@ -160,7 +199,7 @@ def plot_distillation_types():
 def plot_loss_distributions(losses: dict[str, dict[str, np.ndarray]]):
     """Per-method histograms of per-example cross-entropy on retain, forget and test."""
     plt = _plt()
-    methods = [m for m in METHOD_ORDER if m in losses]
+    methods = [m for m in method_order() if m in losses]
     cols = 4
     rows_n = int(np.ceil(len(methods) / cols))
     fig, axes = plt.subplots(rows_n, cols, figsize=(3.2 * cols, 2.6 * rows_n), squeeze=False)
@@ -169,7 +208,7 @@ def plot_loss_distributions(losses: dict[str, dict[str, np.ndarray]]):
     for ax, m in zip(axes.flat, methods):
         for part in ("retain", "forget", "test"):
             ax.hist(np.clip(losses[m][part], 0, bins[-1]), bins=bins, density=True, alpha=0.45, label=part)
-        ax.set_title(LABELS[m], fontsize=9)
+        ax.set_title(label(m), fontsize=9)
         ax.set_xlabel("cross-entropy", fontsize=8)
     for ax in list(axes.flat)[len(methods):]:
         ax.axis("off")
@@ -202,7 +241,7 @@ def plot_saliency_grid(images: np.ndarray, maps: dict[str, np.ndarray], titles: 
 def plot_sensitivity(rows: list[dict], param: str = "lr"):
     """Avg. Gap to Retrain and test accuracy against ``param`` (log scale), per method, ±1 std over seeds."""
     plt = _plt()
-    methods = [m for m in METHOD_ORDER if any(r["method"] == m for r in rows)]
+    methods = [m for m in method_order() if any(r["method"] == m for r in rows)]
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.4))
     for m in methods:
         xs = sorted({r[param] for r in rows if r["method"] == m})
@@ -210,7 +249,7 @@ def plot_sensitivity(rows: list[dict], param: str = "lr"):
             vals = [[100 * r[key] for r in rows if r["method"] == m and r[param] == x] for x in xs]
             mean = np.array([np.mean(v) for v in vals])
             std = np.array([np.std(v, ddof=1) if len(v) > 1 else 0.0 for v in vals])
-            line, = ax.plot(xs, mean, marker="o", ms=3, label=LABELS.get(m, m))
+            line, = ax.plot(xs, mean, marker="o", ms=3, label=label(m))
             ax.fill_between(xs, mean - std, mean + std, color=line.get_color(), alpha=0.15)
     for ax, lab in zip(axes, ("Avg. Gap to Retrain (%)", "test accuracy (%)")):
         ax.set_xscale("log")

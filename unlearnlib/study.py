@@ -22,43 +22,31 @@ import multiprocessing
 import time
 import warnings
 from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+import torch.nn as nn
 
 from .checkpoints import CheckpointMismatch, load_checkpoint, save_checkpoint
+from .config import check_config, hashable_config
 from .io import config_hash, git_commit, versions
-from .methods import METHODS, default_config, unlearn
+from .methods import get_method, method_config, method_names, unlearn
 from .metrics import evaluate
 from .models import build_model
 from .profiles import get_profile
 from .results import ResultsStore
-from .splits import make_split
-from .train import check_config, hashable_config, seed_everything, train
+from .runtime import default_device, device_name, seed_everything
+from .splits import Split, make_split
+from .train import train
 
-__all__ = ["default_device", "get_original", "run_method", "run_scenario", "load_unlearned",
-           "method_config", "few_model_forgetting", "validate_workers", "RESULTS_FILE", "TABLE_METRICS"]
+__all__ = ["default_device", "get_original", "run_method", "run_scenario", "load_unlearned", "method_config",
+           "SeedModels", "prepare_seed", "model_for", "score", "few_model_forgetting", "validate_workers",
+           "RESULTS_FILE", "TABLE_METRICS"]
 
 RESULTS_FILE = "results.jsonl"
 TABLE_METRICS = ["retain_acc", "forget_acc", "test_acc", "mia_loss", "mia_efficacy", "avg_gap",
                  "js_forget", "seconds", "cost_ratio"]
-
-
-def default_device() -> str:
-    return "cuda" if torch.cuda.is_available() else "cpu"
-
-
-def _device_name(device) -> str:
-    d = torch.device(device)
-    return torch.cuda.get_device_name(d) if d.type == "cuda" else "cpu"
-
-
-def method_config(method: str, profile: str, scenario: str | None = None, **overrides):
-    """The method's config for ``profile`` (and ``scenario``, which sets Retrain's recipe):
-    library defaults, then the profile's, then yours."""
-    p = get_profile(profile)
-    base = dataclasses.asdict(p.train_for(scenario)) if method == "retrain" else {}
-    return default_config(method, **{**base, **p.methods.get(method, {}), **overrides})
 
 
 def _ckpt(run_dir, name) -> Path:
@@ -107,10 +95,9 @@ def get_original(scenario: str, seed: int, profile: str = "quick", run_dir="runs
     # after a resume: the seconds of this session only; compilation is reported apart
     seconds = time.perf_counter() - t0 - history.compile_seconds
     save_checkpoint(path, model, **expect, history=history, seconds=seconds,
-                    compile_seconds=history.compile_seconds, device=_device_name(device))
+                    compile_seconds=history.compile_seconds, device=device_name(device))
     resume.unlink(missing_ok=True)
     meta = load_checkpoint(path, expect=expect)[1]
-    model.unlearnlib_meta = meta
     return model.eval(), split, meta
 
 
@@ -126,25 +113,26 @@ def load_unlearned(method: str, scenario: str, seed: int, profile: str, run_dir,
     if method == "original":
         return get_original(scenario, seed, profile, run_dir, split=split, device=device)[0]
     cfg = method_config(method, profile, scenario, **overrides)
-    original = get_original(scenario, seed, profile, run_dir, split=split, device=device)[0]
-    expect = _expect(split, profile, method=method, config_hash=_method_hash(cfg, original))
+    ometa = get_original(scenario, seed, profile, run_dir, split=split, device=device)[2]
+    expect = _expect(split, profile, method=method, config_hash=_method_hash(cfg, ometa))
     return load_checkpoint(_ckpt(run_dir, f"{scenario}-{profile}-seed{seed}-{method}"),
                            expect=expect, device=device)[0]
 
 
-def _method_hash(cfg, original) -> str:
-    """The method's config hash, tied to the original model it starts from (its config hash)."""
-    origin = (getattr(original, "unlearnlib_meta", None) or {}).get("config_hash")
-    return config_hash({"method": hashable_config(cfg), "original": origin})
+def _method_hash(cfg, origin: dict) -> str:
+    """The method's config hash, tied to the original model it starts from (``origin``: the
+    original's checkpoint metadata, whose config hash identifies its recipe)."""
+    return config_hash({"method": hashable_config(cfg), "original": origin.get("config_hash")})
 
 
-def run_method(method: str, original, split, profile: str, run_dir, device=None, *,
+def run_method(method: str, original, split, profile: str, run_dir, device=None, *, origin: dict,
                tag_config: bool = False, progress=None, **overrides):
-    """Unlearn with ``method`` (or reuse its matching checkpoint). Returns ``(model, meta)``.
-    ``tag_config`` puts the config hash in the file name, so configurations don't replace each other."""
+    """Unlearn ``original`` (whose checkpoint metadata is ``origin``) with ``method``, or reuse its
+    matching checkpoint. Returns ``(model, meta)``. ``tag_config`` puts the config hash in the file
+    name, so configurations don't replace each other."""
     device = device or default_device()
     cfg = method_config(method, profile, split.scenario, **overrides)
-    chash = _method_hash(cfg, original)
+    chash = _method_hash(cfg, origin)
     expect = _expect(split, profile, method=method, config_hash=chash)
     tag = f"-{chash[:8]}" if tag_config else ""
     path = _ckpt(run_dir, f"{split.scenario}-{profile}-seed{split.seed}-{method}{tag}")
@@ -152,12 +140,58 @@ def run_method(method: str, original, split, profile: str, run_dir, device=None,
     if hit is not None:
         return hit
     resume = _resume_file(path, chash)
-    res = unlearn(method, original, split, cfg, resume=resume, on_epoch_end=progress)
+    res = unlearn(method, original, split, cfg, resume=resume, on_epoch_end=progress, meta=origin)
     save_checkpoint(path, res.model, **expect, history=res.history, seconds=res.seconds,
                     compile_seconds=res.compile_seconds, diverged=res.diverged, rewound_epoch=res.rewound_epoch,
-                    config=res.config, device=_device_name(device))
+                    config=res.config, device=device_name(device))
     resume.unlink(missing_ok=True)
     return load_checkpoint(path, expect=expect, device=device)
+
+
+@dataclass
+class SeedModels:
+    """One seed's shared models, from :func:`prepare_seed`: the original and its Retrain reference
+    with their checkpoint metadata, and how they were made."""
+    split: Split
+    original: nn.Module
+    original_meta: dict
+    retrain: nn.Module
+    retrain_meta: dict
+    retrain_overrides: dict
+    tag_config: bool
+
+
+def prepare_seed(scenario: str, seed: int, profile: str, run_dir, *, data_dir=None, device=None,
+                 train_overrides: dict | None = None, retrain_overrides: dict | None = None,
+                 tag_config: bool = False) -> SeedModels:
+    """The original model and the Retrain reference of one seed, trained or loaded from ``run_dir``.
+    The first half of the one runner (original -> Retrain -> method -> evaluate -> row) that
+    :func:`run_scenario` and :mod:`unlearnlib.sweep` share; :func:`model_for` and :func:`score`
+    are the rest."""
+    device = device or default_device()
+    original, split, ometa = get_original(scenario, seed, profile, run_dir, data_dir, device,
+                                          train_overrides=train_overrides)
+    retrain_overrides = dict(retrain_overrides or {})
+    ref, rmeta = run_method("retrain", original, split, profile, run_dir, device, origin=ometa,
+                            tag_config=tag_config, **retrain_overrides)
+    return SeedModels(split, original, ometa, ref, rmeta, retrain_overrides, tag_config)
+
+
+def model_for(s: SeedModels, method: str, profile: str, run_dir, device=None, **overrides):
+    """``(model, meta)`` of ``method`` on the seed of ``s`` (``"original"`` included), unlearned or
+    loaded from its checkpoint."""
+    if method == "original":
+        return s.original, s.original_meta
+    if method == "retrain" and overrides == s.retrain_overrides:
+        return s.retrain, s.retrain_meta
+    return run_method(method, s.original, s.split, profile, run_dir, device, origin=s.original_meta,
+                      tag_config=s.tag_config, **overrides)
+
+
+def score(s: SeedModels, model, meta: dict) -> dict:
+    """:func:`~unlearnlib.metrics.evaluate` of ``model`` against the seed's Retrain reference."""
+    return evaluate(model, s.split, reference=s.retrain, original=s.original, seconds=meta.get("seconds"),
+                    reference_seconds=s.retrain_meta.get("seconds"), seed=s.split.seed, meta=meta)
 
 
 def validate_workers(workers) -> int:
@@ -174,11 +208,11 @@ def _prepare_seed(job: dict) -> int:
     torch.use_deterministic_algorithms(job["deterministic"])
     torch.backends.cudnn.deterministic = job["cudnn_deterministic"]
     torch.backends.cudnn.benchmark = job["cudnn_benchmark"]
-    original, split, _ = get_original(job["scenario"], job["seed"], job["profile"], job["run_dir"],
-                                      job["data_dir"], job["device"], train_overrides=job["train_overrides"])
+    s = prepare_seed(job["scenario"], job["seed"], job["profile"], job["run_dir"], data_dir=job["data_dir"],
+                     device=job["device"], train_overrides=job["train_overrides"],
+                     retrain_overrides=job["overrides"].get("retrain", {}))
     for method in job["order"]:
-        run_method(method, original, split, job["profile"], job["run_dir"], job["device"],
-                   **job["overrides"].get(method, {}))
+        model_for(s, method, job["profile"], job["run_dir"], job["device"], **job["overrides"].get(method, {}))
     return job["seed"]
 
 
@@ -202,23 +236,22 @@ def run_scenario(scenario: str, seeds, profile: str = "quick", methods=None, run
     """Original model, every method and ``evaluate`` for each seed; one stored row per (method, seed).
 
     Rows already in ``run_dir/results.jsonl`` with the same key are kept and not recomputed.
-    ``overrides`` maps a method to its config overrides; ``train_overrides`` changes the
-    original models' recipe. ``workers > 1`` trains and unlearns up to that many seeds at once
-    in separate processes (each with ``threads // workers`` CPU threads), then evaluates in
-    order here: same results as ``workers=1`` (see the module's notes).
-    Returns the rows of this scenario, profile and these seeds.
+    ``methods`` defaults to every registered method. ``overrides`` maps a method to its config
+    overrides; ``train_overrides`` changes the original models' recipe. ``workers > 1`` trains
+    and unlearns up to that many seeds at once in separate processes (each with
+    ``threads // workers`` CPU threads), then evaluates in order here: same results as
+    ``workers=1`` (see the module's notes). Returns the rows of this scenario, profile and seeds.
     """
     from tqdm.auto import tqdm
     device = device or default_device()
-    methods = list(methods or METHODS)
-    unknown = [m for m in methods if m not in METHODS]
-    if unknown:
-        raise ValueError(f"unknown method(s) {unknown}; allowed: {', '.join(METHODS)}")
+    methods = list(methods or method_names())
+    for m in methods:
+        get_method(m)  # unknown names fail here, naming the allowed ones
     validate_workers(workers)
     overrides = overrides or {}
-    bad = sorted(set(overrides) - set(METHODS))
+    bad = sorted(m for m in overrides if m not in method_names())
     if bad:
-        raise ValueError(f"overrides for unknown method(s) {bad}; allowed: {', '.join(METHODS)}")
+        raise ValueError(f"overrides for unknown method(s) {bad}; allowed: {', '.join(method_names())}")
     for m, over in overrides.items():  # names, types and ranges, before any compute
         method_config(m, profile, scenario, **over)
     if train_overrides:
@@ -235,30 +268,18 @@ def run_scenario(scenario: str, seeds, profile: str = "quick", methods=None, run
                      cudnn_benchmark=torch.backends.cudnn.benchmark) for seed in seeds]
         _prepare_concurrently(jobs, workers, bar)
     for seed in seeds:
-        original, split, ometa = get_original(scenario, seed, profile, run_dir, data_dir, device,
-                                              train_overrides=train_overrides)
+        s = prepare_seed(scenario, seed, profile, run_dir, data_dir=data_dir, device=device,
+                         train_overrides=train_overrides, retrain_overrides=overrides.get("retrain", {}))
         bar.update(1)
-
-        def key(method, cfg_hash, seed=seed, split=split):
-            return dict(scenario=scenario, method=method, seed=seed, config_hash=cfg_hash,
-                        split_fingerprint=split.fingerprint)
-
-        ref, ref_meta = run_method("retrain", original, split, profile, run_dir, device,
-                                   **overrides.get("retrain", {}))
         for method in ["original"] + order:
-            if method == "original":
-                model, meta = original, ometa
-            elif method == "retrain":
-                model, meta = ref, ref_meta
-            else:
-                model, meta = run_method(method, original, split, profile, run_dir, device,
-                                         **overrides.get(method, {}))
-            k = key(method, meta["config_hash"])
+            bar.set_postfix_str(f"seed {seed} {method}")
+            model, meta = model_for(s, method, profile, run_dir, device, **overrides.get(method, {}))
+            k = dict(scenario=scenario, method=method, seed=seed, config_hash=meta["config_hash"],
+                     split_fingerprint=s.split.fingerprint)
             if store.has(**k):
                 bar.update(method != "original")
                 continue
-            row = evaluate(model, split, reference=ref, original=original, seconds=meta.get("seconds"),
-                           reference_seconds=ref_meta.get("seconds"), seed=seed)
+            row = score(s, model, meta)
             row.update(k)
             row.update(profile=profile, device=meta.get("device"), git_commit=git_commit(),
                        versions=versions(), history=meta.get("history"),
@@ -285,7 +306,7 @@ def few_model_forgetting(method: str, scenario: str, seed: int, K: int, profile:
     device = device or default_device()
     cfg = method_config(method, profile, scenario, **overrides)
     rcfg = method_config("retrain", profile, scenario)
-    original, split, _ = get_original(scenario, seed, profile, run_dir, data_dir, device)
+    original, split, ometa = get_original(scenario, seed, profile, run_dir, data_dir, device)
     seeds = [1000 * (seed + 1) + k for k in range(K)]
     t0 = time.perf_counter()
     retrained = [unlearn("retrain", original, split, rcfg, seed=s).model for s in seeds]
@@ -294,6 +315,6 @@ def few_model_forgetting(method: str, scenario: str, seed: int, K: int, profile:
     unlearned = [unlearn(method, original, split, cfg, seed=s).model for s in useeds]
     out = few_model_score(unlearned, retrained, split, delta)
     out.update(method=method, scenario=scenario, seed=seed, profile=profile,
-               split_fingerprint=split.fingerprint, config_hash=_method_hash(cfg, original),
-               seconds=time.perf_counter() - t0, device=_device_name(device), git_commit=git_commit())
+               split_fingerprint=split.fingerprint, config_hash=_method_hash(cfg, ometa),
+               seconds=time.perf_counter() - t0, device=device_name(device), git_commit=git_commit())
     return out

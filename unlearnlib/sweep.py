@@ -16,6 +16,7 @@ a point that raises is stored with ``status="failed"`` and its error, and the ot
 
 With no address, Ray starts locally on this machine; with ``address`` or ``RAY_ADDRESS`` the
 sweep runs on that cluster (unlearnlib is shipped to the workers with ``runtime_env``).
+Presets are written and read by :mod:`unlearnlib.presets`.
 """
 from __future__ import annotations
 
@@ -27,10 +28,9 @@ import time
 import traceback
 from pathlib import Path
 
-from .io import atomic_write_bytes, config_hash, git_commit, versions
+from .io import config_hash, git_commit, versions
 
-__all__ = ["expand", "run_sweep", "select_presets", "write_presets", "load_preset", "load_grid",
-           "sensitivity_rows"]
+__all__ = ["expand", "run_sweep", "select_presets", "load_grid", "sensitivity_rows"]
 
 SWEEP_KEYS = {"scenario", "profile", "grid", "fixed", "train", "name"}
 
@@ -89,39 +89,31 @@ def _prepare(scenario, seed, profile, run_dir, data_dir, train, threads):
     """Original model and Retrain reference of one seed (checkpointed in run_dir)."""
     import torch
     torch.set_num_threads(threads)
-    from .study import get_original, run_method
-    original, split, ometa = get_original(scenario, seed, profile, run_dir, data_dir, train_overrides=train)
-    _, rmeta = run_method("retrain", original, split, profile, run_dir, tag_config=True, **train)
-    return {"fingerprint": split.fingerprint, "retrain_seconds": rmeta.get("seconds")}
+    from .study import prepare_seed
+    s = prepare_seed(scenario, seed, profile, run_dir, data_dir=data_dir, train_overrides=train,
+                     retrain_overrides=train, tag_config=True)
+    return {"fingerprint": s.split.fingerprint, "retrain_seconds": s.retrain_meta.get("seconds")}
 
 
 def _run_point(point, run_dir, data_dir, threads):
+    """One point through the study's runner: prepare the seed, unlearn (or load), evaluate."""
     import torch
     torch.set_num_threads(threads)
-    from .metrics import evaluate
-    from .study import default_device, get_original, run_method
+    from .runtime import default_device, device_name
+    from .study import model_for, prepare_seed, score
     t0 = time.perf_counter()
     try:
-        original, split, _ = get_original(point["scenario"], point["seed"], point["profile"], run_dir,
-                                          data_dir, train_overrides=point["train"])
-        ref, rmeta = run_method("retrain", original, split, point["profile"], run_dir, tag_config=True,
-                                **point["train"])
-        model, meta = run_method(point["method"], original, split, point["profile"], run_dir,
-                                 tag_config=True, **point["overrides"])
-        row = evaluate(model, split, reference=ref, original=original, seconds=meta.get("seconds"),
-                       reference_seconds=rmeta.get("seconds"), seed=point["seed"])
+        s = prepare_seed(point["scenario"], point["seed"], point["profile"], run_dir, data_dir=data_dir,
+                         train_overrides=point["train"], retrain_overrides=point["train"], tag_config=True)
+        model, meta = model_for(s, point["method"], point["profile"], run_dir, **point["overrides"])
+        row = score(s, model, meta)
         row.update(status="failed" if meta.get("diverged") else "ok", diverged=meta.get("diverged", False),
                    history=meta.get("history"))
     except Exception as e:  # recorded, and the sweep goes on
         row = {"status": "failed", "error": f"{type(e).__name__}: {e}",
                "traceback": traceback.format_exc(limit=5)}
-    row.update(point_seconds=time.perf_counter() - t0, device=_device(default_device()))
+    row.update(point_seconds=time.perf_counter() - t0, device=device_name(default_device()))
     return row
-
-
-def _device(dev):
-    import torch
-    return torch.cuda.get_device_name() if dev == "cuda" else "cpu"
 
 
 def run_sweep(spec, run_dir="runs/sweep", *, address: str | None = None, data_dir=None,
@@ -216,28 +208,6 @@ def select_presets(rows: list[dict], scenario: str | None = None) -> dict:
         out[method] = {"overrides": first.get("preset_overrides", first.get("config")) or {}, "avg_gap": scores[best],
                        "n_seeds": len(by_cfg[best]), "config_hash": best}
     return out
-
-
-def _preset_dir() -> Path:
-    return Path(os.environ.get("UNLEARNLIB_PRESETS", Path(__file__).resolve().parent / "presets"))
-
-
-def write_presets(presets: dict, name: str, folder=None) -> Path:
-    path = Path(folder or _preset_dir()) / f"{name}.json"
-    atomic_write_bytes(path, (json.dumps(presets, indent=2, sort_keys=True) + "\n").encode())
-    return path
-
-
-def load_preset(name: str, method: str) -> dict:
-    """The overrides that preset ``name`` (a name in the presets folder, or a .json path) gives ``method``."""
-    path = Path(name) if str(name).endswith(".json") else _preset_dir() / f"{name}.json"
-    if not path.is_file():
-        avail = sorted(p.stem for p in _preset_dir().glob("*.json")) if _preset_dir().is_dir() else []
-        raise ValueError(f"unknown preset {name!r} (looked for {path}); available: {', '.join(avail) or 'none'}")
-    presets = json.loads(path.read_text())
-    if method not in presets:
-        raise ValueError(f"preset {name!r} has no entry for method {method!r}; it has {', '.join(sorted(presets))}")
-    return dict(presets[method]["overrides"])
 
 
 def sensitivity_rows(rows: list[dict], param: str = "lr") -> list[dict]:

@@ -6,97 +6,33 @@ accuracy accumulate on the device and are read once per epoch, so there is no ho
 step. On CUDA the loop uses bf16 autocast (fp32 weights and batch-norm), channels_last and a
 fused SGD; with ``compile`` set, the model's forward (and so its backward) runs through
 ``torch.compile`` (:class:`Forward`), CUDA graphs included with ``"reduce-overhead"``.
-:func:`fit` owns per-epoch history, timing, resumption and the NaN guard.
+:func:`fit` owns per-epoch history, timing, resumption and the NaN guard. Configs live in
+:mod:`unlearnlib.config`, device helpers in :mod:`unlearnlib.runtime`, the compiled forward in
+:mod:`unlearnlib.forward`.
 """
 from __future__ import annotations
 
-import contextlib
 import copy
 import dataclasses
 import json
 import math
 import os
-import random
 import time
 import warnings
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, NamedTuple
 
-import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from .config import TrainConfig, check_config, hashable_config
 from .data import LabelledImages, augment, to_float
+from .forward import Forward
 from .io import atomic_write_bytes, config_hash
+from .runtime import autocast, batch_sizes, device_of, make_generator, make_optimizer, sync, use_fast
 
-__all__ = ["TrainConfig", "train", "fit", "run_epoch", "Batch", "make_optimizer", "seed_everything",
-           "set_deterministic", "predict_logits", "sync", "Diverged", "check_config", "Forward",
-           "History", "hashable_config", "batch_sizes", "COMPILE_MODES"]
-
-
-@dataclass
-class TrainConfig:
-    """How the original model (and Retrain) is trained. Units in comments."""
-    epochs: int = 30               # passes over the training set
-    batch_size: int = 128          # images per SGD step
-    lr: float = 0.1                # peak learning rate
-    momentum: float = 0.9          # SGD momentum
-    weight_decay: float = 5e-4     # L2 penalty
-    nesterov: bool = True          # Nesterov momentum
-    schedule: str = "onecycle"     # "onecycle" (linear warm-up, linear decay), "cosine", "constant"
-    warmup_epochs: float = 2.0     # epochs of linear warm-up for "onecycle"
-    augment: bool = True           # random crop (pad H/8) + horizontal flip, on the device
-    label_smoothing: float = 0.0   # cross-entropy label smoothing
-    fast: bool = True              # CUDA only: bf16 autocast, channels_last, fused SGD
-    amp: str = "auto"              # "auto" (bf16 on CUDA when fast), "bf16" (any device), "fp32"
-    compile: str = "off"           # torch.compile mode of the forward: "off" (eager) or one of COMPILE_MODES
-
-
-SCHEDULES = ("onecycle", "cosine", "constant")
-AMP_MODES = ("auto", "bf16", "fp32")
-# "off": eager. Others are torch.compile modes; "reduce-overhead" adds CUDA graphs (GPU only).
-COMPILE_MODES = ("off", "default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
-
-
-def hashable_config(cfg) -> dict:
-    """``asdict(cfg)`` for config hashes. ``compile="off"`` is left out, so eager runs keep the
-    hashes they had before the field existed; a compiled run hashes differently (its numbers
-    differ in the last bits)."""
-    d = dataclasses.asdict(cfg)
-    if d.get("compile") == "off":
-        d.pop("compile")
-    return d
-
-
-def check_config(cfg, allowed: dict | None = None) -> None:
-    """Type- and range-check every field of a config dataclass; ValueError naming the field."""
-    for f in dataclasses.fields(cfg):
-        v = getattr(cfg, f.name)
-        default = f.default if f.default is not dataclasses.MISSING else None
-        if isinstance(default, bool):
-            if not isinstance(v, bool):
-                raise ValueError(f"{type(cfg).__name__}.{f.name} must be True or False, got {v!r}")
-        elif isinstance(default, int):
-            if isinstance(v, bool) or not isinstance(v, int) or v < 0:
-                raise ValueError(f"{type(cfg).__name__}.{f.name} must be a non-negative integer, got {v!r}")
-        elif isinstance(default, float):
-            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
-                raise ValueError(f"{type(cfg).__name__}.{f.name} must be a non-negative number, got {v!r}")
-        elif isinstance(default, str) and not isinstance(v, str):
-            raise ValueError(f"{type(cfg).__name__}.{f.name} must be a string, got {v!r}")
-    if getattr(cfg, "amp", "auto") not in AMP_MODES:
-        raise ValueError(f"amp {cfg.amp!r} is not one of {', '.join(AMP_MODES)}")
-    if getattr(cfg, "compile", "off") not in COMPILE_MODES:
-        raise ValueError(f"compile {cfg.compile!r} is not one of {', '.join(COMPILE_MODES)}")
-    if getattr(cfg, "schedule", "constant") not in SCHEDULES:
-        raise ValueError(f"schedule {cfg.schedule!r} is not one of {', '.join(SCHEDULES)}")
-    for name in ("batch_size", "forget_batch_size"):
-        if hasattr(cfg, name) and getattr(cfg, name) < 1:
-            raise ValueError(f"{type(cfg).__name__}.{name} must be >= 1, got {getattr(cfg, name)}")
-    if hasattr(cfg, "T") and cfg.T <= 0:
-        raise ValueError(f"{type(cfg).__name__}.T must be > 0, got {cfg.T}")
+__all__ = ["train", "fit", "run_epoch", "Batch", "predict_logits", "Diverged", "History"]
 
 
 class Diverged(RuntimeError):
@@ -109,146 +45,6 @@ class Batch(NamedTuple):
     idx: torch.Tensor  # positions in the data set (for cached teacher outputs)
 
 
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
-
-
-def set_deterministic(on: bool = True) -> None:
-    """Deterministic algorithms everywhere (slower on GPU: no cuDNN autotuning, no atomics)."""
-    if on:
-        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-    torch.use_deterministic_algorithms(on, warn_only=False)
-    torch.backends.cudnn.deterministic = on
-    torch.backends.cudnn.benchmark = not on
-
-
-def sync(device) -> None:
-    if torch.device(device).type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def _device_of(model: nn.Module) -> torch.device:
-    return next(model.parameters()).device
-
-
-def _fast(device: torch.device, fast: bool) -> bool:
-    return fast and device.type == "cuda"
-
-
-def autocast(device: torch.device, fast: bool, amp: str = "auto"):
-    """bf16 autocast (fp32 weights; batch-norm and losses stay fp32) per ``amp``; see TrainConfig."""
-    if amp == "bf16" or (amp == "auto" and _fast(device, fast)):
-        return torch.autocast(device.type, dtype=torch.bfloat16)
-    return contextlib.nullcontext()
-
-
-def make_optimizer(model: nn.Module, lr: float, momentum: float, weight_decay: float,
-                   nesterov: bool = False, fast: bool = True) -> torch.optim.SGD:
-    dev = _device_of(model)
-    kw = {"fused": True} if _fast(dev, fast) else {}
-    return torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum,
-                           weight_decay=weight_decay, nesterov=nesterov and momentum > 0, **kw)
-
-
-def _generator(seed: int, device: torch.device) -> torch.Generator:
-    g = torch.Generator(device=device)
-    g.manual_seed(int(seed))
-    return g
-
-
-def batch_sizes(n: int, batch_size: int) -> set[int]:
-    """The distinct batch sizes of an epoch over ``n`` examples (full batches and the remainder)."""
-    return {s for s in (min(n, batch_size), n % batch_size) if s > 0}
-
-
-class Forward:
-    """The forward pass the training loop calls: ``fwd(x) -> (logits, [features of layers])``.
-
-    ``mode="off"`` runs ``model`` eagerly. Any other mode is a ``torch.compile`` mode applied to
-    the forward *with its feature taps* (``"reduce-overhead"`` adds CUDA graphs on a GPU). The
-    taps' forward hooks are registered here, before compilation, and stay until :meth:`close`:
-    hooks added to a module after its graph was compiled are not seen by that graph. Shapes are
-    static (``dynamic=False``): an epoch has at most two batch sizes, each compiled once.
-    :meth:`warmup` compiles them ahead of the timed loop, so ``compile_seconds`` is reported
-    apart from the training or unlearning time. Use as a context manager; closing a compiled
-    Forward resets torch.compile's caches (see :meth:`close`).
-    """
-
-    def __init__(self, model: nn.Module, layers=(), mode: str = "off"):
-        from .models import FeatureTap
-        if mode not in COMPILE_MODES:
-            raise ValueError(f"compile {mode!r} is not one of {', '.join(COMPILE_MODES)}")
-        self.model, self.mode = model, mode
-        self.tap = FeatureTap(model, layers).__enter__() if layers else None
-        t0 = time.perf_counter()
-        self._fn = self._eager if mode == "off" else torch.compile(self._eager, mode=mode, dynamic=False)
-        self.compile_seconds = time.perf_counter() - t0 if mode != "off" else 0.0  # dynamo's imports
-
-    def _eager(self, x):
-        logits = self.model(x)
-        return logits, (self.tap.take() if self.tap is not None else [])
-
-    def __call__(self, x: torch.Tensor):
-        return self._fn(x)
-
-    def logits(self, x: torch.Tensor) -> torch.Tensor:
-        return self._fn(x)[0]
-
-    def warmup(self, data: LabelledImages, sizes, fast: bool = True, amp: str = "auto") -> float:
-        """Compile every batch size in ``sizes`` (forward and backward) on the first images of
-        ``data``; weights, buffers (batch-norm statistics) and gradients are left as they were.
-        Returns the seconds spent, also added to ``compile_seconds``. A no-op when eager."""
-        if self.mode == "off":
-            return 0.0
-        dev = data.labels.device
-        saved = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
-        was = self.model.training
-        self.model.train()
-        sync(dev)
-        t0 = time.perf_counter()
-        graphs = self.mode in ("reduce-overhead", "max-autotune") and dev.type == "cuda"
-        reps = 3 if graphs else 1  # CUDA graphs: a warm-up run, the recording, a replay
-        for size in sorted(set(sizes)):
-            x = to_float(data.images[:size])
-            for _ in range(reps):
-                with autocast(dev, fast, amp):
-                    logits, feats = self(x)
-                    loss = logits.float().sum() + sum(f.float().sum() for f in feats)
-                loss.backward()
-        sync(dev)
-        secs = time.perf_counter() - t0
-        self.model.zero_grad(set_to_none=True)
-        with torch.no_grad():
-            for k, v in self.model.state_dict().items():
-                v.copy_(saved[k])  # in place: compiled graphs keep the same tensors
-        self.model.train(was)
-        self.compile_seconds += secs
-        return secs
-
-    def close(self) -> None:
-        """Remove the taps' hooks; when compiled, also clear torch.compile's caches
-        (``torch.compiler.reset()``): every run compiles its own model, and stale entries would
-        otherwise fill dynamo's per-function recompile limit and silently fall back to eager.
-        Inductor's on-disk cache survives, so a later run of the same shapes compiles faster."""
-        if self.tap is not None:
-            self.tap.__exit__(None, None, None)
-            self.tap = None
-        if self.mode != "off" and self._fn is not None:
-            t0 = time.perf_counter()
-            self._fn = None
-            torch.compiler.reset()
-            self.compile_seconds += time.perf_counter() - t0
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
-        return False
-
-
 class History(list):
     """Per-epoch rows (a list) with the seconds spent compiling, kept apart from training time."""
     compile_seconds: float = 0.0
@@ -259,14 +55,17 @@ def run_epoch(model: nn.Module, optimizer, data: LabelledImages, batch_size: int
               paired: LabelledImages | None = None, paired_batch_size: int = 0,
               paired_generator: torch.Generator | None = None,
               lr_at: Callable[[int], float] | None = None, fast: bool = True,
-              amp: str = "auto", drop_last: bool = False) -> dict[str, torch.Tensor]:
+              amp: str = "auto", drop_last: bool = False,
+              after_backward: Callable[[nn.Module], None] | None = None) -> dict[str, torch.Tensor]:
     """One pass over ``data`` in shuffled mini-batches.
 
     ``objective(model, batch, paired_batch)`` returns ``(loss, report)``: ``loss`` is minimised,
     ``report`` (detached, per-batch mean) is averaged into the epoch's history. With ``paired``,
     each batch comes with the next batch of ``paired`` (cycled, reshuffled per cycle), as
     NegGrad+ pairs retain with forget batches; the paired stream draws from ``paired_generator``,
-    so the primary batches are the same as without pairing. Returns ``loss`` (device) and ``steps``.
+    so the primary batches are the same as without pairing. ``after_backward(model)`` runs between
+    ``backward()`` and the optimizer step, with the gradients in place: a method's gradient mask
+    (SalUn) or clipping goes there. Returns ``loss`` (device) and ``steps``.
     """
     dev = data.labels.device
     n = len(data)
@@ -295,6 +94,8 @@ def run_epoch(model: nn.Module, optimizer, data: LabelledImages, batch_size: int
             loss, report = objective(model, batch, pbatch)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        if after_backward is not None:
+            after_backward(model)
         optimizer.step()
         total += report.detach().float()
     return {"loss": total / max(1, len(stops)), "steps": len(stops)}
@@ -325,7 +126,7 @@ def _load_resume(path: Path, model, optimizer, generators, key: str):
             raise ValueError(f"resume file {path} belongs to another run (config key "
                              f"{meta.get('key')!r}, this run {key!r}); delete it or pick another path")
         tensors = {k: f.get_tensor(k) for k in f.keys()}
-    dev = _device_of(model)
+    dev = device_of(model)
     model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
     state: dict = {}
     for k, v in tensors.items():
@@ -352,7 +153,7 @@ def fit(model: nn.Module, optimizer, epochs: int, epoch_fn: Callable[[int], dict
     forget stream, are saved and restored with ``generator``).
     """
     gens = (generator, *extra_generators)
-    dev = _device_of(model)
+    dev = device_of(model)
     history: list[dict] = []
     start = 0
     resume = Path(resume) if resume is not None else None
@@ -413,14 +214,14 @@ def train(model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
     """
     cfg = dataclasses.replace(config or TrainConfig(), **overrides)
     check_config(cfg)
-    dev = _device_of(model)
+    dev = device_of(model)
     data = LabelledImages(images, labels).to(dev)
     if len(data) == 0:
         raise ValueError("train() got an empty training set")
-    if _fast(dev, cfg.fast):
+    if use_fast(dev, cfg.fast):
         model.to(memory_format=torch.channels_last)
     opt = make_optimizer(model, cfg.lr, cfg.momentum, cfg.weight_decay, cfg.nesterov, cfg.fast)
-    gen = _generator(seed, dev)
+    gen = make_generator(seed, dev)
     steps = math.ceil(len(data) / cfg.batch_size)
     lr = _lr_fn(cfg, steps)
     correct = torch.zeros((), device=dev, dtype=torch.long)
@@ -456,7 +257,7 @@ def train(model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
 def predict_logits(model: nn.Module, images: torch.Tensor, batch_size: int = 1024,
                    fast: bool = True) -> torch.Tensor:
     """Logits (float32) of ``model`` in eval mode for all images, in large batches."""
-    dev = _device_of(model)
+    dev = device_of(model)
     was = model.training
     model.eval()
     outs = []

@@ -1,0 +1,74 @@
+"""``unlearn()``: one entry point for every registered method."""
+from __future__ import annotations
+
+import copy
+import dataclasses
+import time
+from dataclasses import dataclass
+
+import torch
+import torch.nn as nn
+
+from ..checkpoints import check_model_split
+from ..presets import load_preset
+from ..runtime import device_of, sync
+from ..splits import validate_seed
+from .base import Context, Sets, default_config, get_method
+
+__all__ = ["unlearn", "UnlearnResult"]
+
+
+@dataclass
+class UnlearnResult:
+    method: str
+    model: nn.Module              # the unlearned model (a new object; eval mode)
+    history: list                 # one dict per epoch (max_loss/min_loss for SCRUB, loss otherwise)
+    seconds: float                # wall seconds of the method, GPU-synchronised, compilation excluded
+    config: dict                  # the config that ran
+    diverged: bool = False        # a loss went non-finite: weights are the last finite epoch's
+    rewound_epoch: int | None = None  # SCRUB+R: the epoch returned
+    compile_seconds: float = 0.0  # seconds spent compiling (config ``compile``), not in ``seconds``
+
+
+def unlearn(method: str, model: nn.Module, split, config=None, *, seed: int | None = None,
+            resume=None, on_epoch_end=None, preset: str | None = None, meta: dict | None = None,
+            **overrides) -> UnlearnResult:
+    """Unlearn ``split.forget`` from ``model`` with ``method``; the original is left untouched.
+
+    ``config`` is the method's config dataclass (default: its defaults); ``overrides`` replace
+    single fields, e.g. ``unlearn("scrub", net, split, lr=1e-3, beta=0)``. Names, types and
+    ranges are checked before any compute. ``seed`` defaults to ``split.seed``. ``preset`` names
+    a preset written by a sweep (e.g. ``"rb-resnet18"``): its values come first, then ``overrides``.
+    ``meta`` is the checkpoint metadata of ``model`` (as :func:`~unlearnlib.checkpoints.load_checkpoint`
+    returns it): a model made on another split is refused.
+    """
+    rec = get_method(method)
+    if preset is not None:
+        overrides = {**load_preset(preset, method), **overrides}
+    if config is not None:
+        if not isinstance(config, rec.config):
+            raise ValueError(f"config for {method!r} must be a {rec.config.__name__}, "
+                             f"got {type(config).__name__}")
+        overrides = {**dataclasses.asdict(config), **overrides}
+    cfg = default_config(method, **overrides)
+    if meta is not None:
+        check_model_split(meta, split, "to unlearn")
+    seed = validate_seed(split.seed if seed is None else seed)
+    for name in ("retain", "forget"):
+        if len(getattr(split, name)) == 0:
+            raise ValueError(f"the {name} set is empty")
+    if rec.check is not None:
+        rec.check(model)
+    dev = device_of(model)
+    sets = Sets(*(getattr(split, n).to(dev) for n in ("retain", "forget", "test")))
+    work = copy.deepcopy(model)
+    if dev.type == "cuda" and cfg.fast:  # a checkpoint loads contiguous; the fast path is channels_last
+        work = work.to(memory_format=torch.channels_last)
+    sync(dev)
+    t0 = time.perf_counter()
+    out = rec.run(work, sets, cfg, Context(seed, resume, on_epoch_end))
+    sync(dev)
+    seconds = time.perf_counter() - t0 - out.compile_seconds
+    out.model.eval()
+    return UnlearnResult(method, out.model, list(out.history), seconds, dataclasses.asdict(cfg), out.diverged,
+                         out.rewound_epoch, out.compile_seconds)
