@@ -72,7 +72,8 @@ def test_results_append_only_duplicates_and_crash(tmp_path, monkeypatch):
     with pytest.raises(OSError):
         store.append(_row(2))
     assert store.path.read_bytes() == before
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["r.jsonl"]
+    # no temporary file left behind (the lock file is filelock's persistent sidecar)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["r.jsonl", "r.jsonl.lock"]
 
 
 def test_summarize_mean_std_n():
@@ -83,3 +84,55 @@ def test_summarize_mean_std_n():
     assert t[0]["test_acc"] == "70.0 ± 10.0"
     md = to_markdown(t, ["method", "n", "test_acc"])
     assert md.splitlines()[2] == "| scrub | 3 | 70.0 ± 10.0 |"
+
+
+def _append_many(path, writer, n):
+    from unlearnlib.results import ResultsStore
+    store = ResultsStore(path)
+    for i in range(n):
+        store.append({"scenario": "rb", "method": f"w{writer}", "seed": i, "config_hash": "h",
+                      "split_fingerprint": "f", "value": i})
+
+
+def test_two_processes_appending_to_one_store_lose_no_row(tmp_path):
+    """Each of two processes appends 150 rows to the same results.jsonl: all 300 arrive."""
+    import multiprocessing
+    path = tmp_path / "results.jsonl"
+    ctx = multiprocessing.get_context("spawn")
+    procs = [ctx.Process(target=_append_many, args=(str(path), w, 150)) for w in (0, 1)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(120)
+        assert p.exitcode == 0
+    rows = ResultsStore(path).rows()
+    assert len(rows) == 300
+    assert {(r["method"], r["seed"]) for r in rows} == {(f"w{w}", i) for w in (0, 1) for i in range(150)}
+
+
+def test_a_results_path_that_is_a_folder_fails_before_any_compute(tmp_path):
+    from unlearnlib.study import run_scenario
+    (tmp_path / "results.jsonl").mkdir()
+    with pytest.raises(ValueError, match="exists but is not a file"):
+        ResultsStore(tmp_path / "results.jsonl")
+    with pytest.raises(ValueError, match="exists but is not a file"):  # before any data is read or model trained
+        run_scenario("rb", [0], "quick", run_dir=tmp_path, data_dir=tmp_path / "no-data-here", progress=False)
+
+
+def test_a_corrupt_line_is_named_and_repair_keeps_every_good_row(tmp_path):
+    from unlearnlib.cli import main
+    from unlearnlib.results import CorruptResults
+    path = tmp_path / "results.jsonl"
+    store = ResultsStore(path)
+    for seed in range(3):
+        store.append({"scenario": "rb", "method": "scrub", "seed": seed, "config_hash": "h", "split_fingerprint": "f"})
+    good = path.read_bytes().splitlines(keepends=True)
+    path.write_bytes(good[0] + b'{"scenario": "rb", "meth\n' + good[1] + b"[1, 2]\n" + good[2])
+    with pytest.raises(CorruptResults, match=r"results.jsonl: line 2 is not a JSON object \(2 bad line\(s\) in all\); "
+                                             r"run `python -m unlearnlib repair-results"):
+        store.rows()
+    with pytest.raises(CorruptResults):  # never extended while corrupt
+        store.append({"scenario": "rb", "method": "scrub", "seed": 9, "config_hash": "h", "split_fingerprint": "f"})
+    assert main(["repair-results", str(path)]) == 0
+    assert [r["seed"] for r in store.rows()] == [0, 1, 2]
+    assert (tmp_path / "results.jsonl.bad").read_bytes() == b'{"scenario": "rb", "meth\n[1, 2]\n'

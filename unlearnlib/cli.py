@@ -1,4 +1,4 @@
-"""Command line: ``python -m unlearnlib run-all | train | sweep | bench | methods``."""
+"""Command line: ``python -m unlearnlib run-all | train | sweep | bench | methods | repair-results``."""
 from __future__ import annotations
 
 import argparse
@@ -120,6 +120,8 @@ def main(argv=None) -> int:
     w.add_argument("--cpus-per-point", type=int, default=1)
     w.add_argument("--preset", default=None, help="write the chosen configs as this preset name")
     sub.add_parser("methods", help="list the registered unlearning methods and their sources")
+    r = sub.add_parser("repair-results", help="keep a results file's good rows; move bad lines to FILE.bad")
+    r.add_argument("file", help="the results.jsonl to repair")
     b = sub.add_parser("bench", help="speed benchmark (see unlearnlib.bench)")
     b.add_argument("rest", nargs=argparse.REMAINDER)
     args = ap.parse_args(argv)
@@ -133,6 +135,13 @@ def main(argv=None) -> int:
         return sweep_cmd(args)
     if args.cmd == "methods":
         return methods_cmd()
+    if args.cmd == "repair-results":
+        from .results import repair_results
+        if not Path(args.file).is_file():
+            ap.error(f"no results file at {args.file!r}")
+        kept, moved = repair_results(args.file)
+        print(f"{args.file}: kept {kept} row(s); moved {moved} bad line(s) to {args.file}.bad")
+        return 0
     from .bench import main as bench_main
     return bench_main(args.rest)
 

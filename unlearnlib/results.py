@@ -1,8 +1,12 @@
 """Append-only results: one JSON line per (scenario, method, seed, config hash, split fingerprint).
 
 Appending rewrites the file atomically as the old bytes plus one new line, so earlier rows stay
-byte-identical and a crash mid-write leaves the old file intact. A second row with the same key
-is refused unless ``replace=True``. :func:`summarize` turns rows into mean +- std tables.
+byte-identical and a crash mid-write leaves the old file intact. Writers take a file lock
+(``<file>.lock``, the ``filelock`` package) around read-check-write, so processes sharing a run
+folder lose no row. A second row with the same key is refused unless ``replace=True``. A line
+that is not a JSON object is an error naming the file and the line; :func:`repair_results`
+(``python -m unlearnlib repair-results FILE``) keeps every good row and moves the bad lines to
+``FILE.bad``. :func:`summarize` turns rows into mean +- std tables.
 """
 from __future__ import annotations
 
@@ -14,13 +18,18 @@ import numpy as np
 
 from .io import atomic_write_bytes
 
-__all__ = ["ResultsStore", "summarize", "to_markdown", "to_csv", "KEY", "DuplicateResult"]
+__all__ = ["ResultsStore", "summarize", "to_markdown", "to_csv", "KEY", "DuplicateResult", "CorruptResults",
+           "repair_results"]
 
 KEY = ("scenario", "method", "seed", "config_hash", "split_fingerprint")
 
 
 class DuplicateResult(ValueError):
     """A row with this key is already stored."""
+
+
+class CorruptResults(ValueError):
+    """A results file holds a line that is not a JSON object."""
 
 
 def _key(row: dict) -> tuple:
@@ -34,17 +43,47 @@ def _line(row: dict) -> bytes:
     return (json.dumps(row, sort_keys=True, allow_nan=True, default=str) + "\n").encode()
 
 
+def _parse(path: Path, raw: bytes) -> list[tuple[int, bytes, dict | None]]:
+    """(line number, line, row or None if not a JSON object) for every non-blank line."""
+    out = []
+    for i, line in enumerate(raw.splitlines(keepends=True), 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            row = None
+        out.append((i, line, row if isinstance(row, dict) else None))
+    return out
+
+
 class ResultsStore:
-    """A JSON-lines results file. ``append(row)`` adds a row; ``rows()`` reads them all."""
+    """A JSON-lines results file. ``append(row)`` adds a row; ``rows()`` reads them all.
+
+    A path that exists but is not a file (a folder) is refused here, before any compute."""
 
     def __init__(self, path):
         self.path = Path(path)
+        if self.path.exists() and not self.path.is_file():
+            raise ValueError(f"results file {str(self.path)!r} exists but is not a file; give a file path "
+                             f"(the run folder holds results.jsonl)")
 
     def _raw(self) -> bytes:
         return self.path.read_bytes() if self.path.is_file() else b""
 
+    def _lock(self):
+        from filelock import FileLock
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        return FileLock(str(self.path) + ".lock")
+
     def rows(self) -> list[dict]:
-        return [json.loads(line) for line in self._raw().splitlines() if line.strip()]
+        parsed = _parse(self.path, self._raw())
+        bad = [i for i, _, row in parsed if row is None]
+        if bad:
+            raise CorruptResults(f"{self.path}: line {bad[0]} is not a JSON object ({len(bad)} bad line(s) in all); "
+                                 f"run `python -m unlearnlib repair-results {self.path}` to keep the good rows "
+                                 f"and move the bad lines to {self.path}.bad")
+        return [row for _, _, row in parsed]
 
     def has(self, **key) -> bool:
         want = tuple(key[k] for k in KEY)
@@ -55,6 +94,12 @@ class ResultsStore:
 
     def append(self, row: dict, replace: bool = False) -> None:
         key = _key(row)
+        line = _line(row)
+        with self._lock():
+            self._append(key, line, replace)
+
+    def _append(self, key: tuple, new: bytes, replace: bool) -> None:
+        self.rows()  # a corrupt file is refused, never extended
         raw = self._raw()
         lines = raw.splitlines(keepends=True)
         if raw and not raw.endswith(b"\n"):
@@ -65,7 +110,22 @@ class ResultsStore:
                                   f"pass replace=True to overwrite it")
         if hits:
             lines = [line for i, line in enumerate(lines) if i not in hits]
-        atomic_write_bytes(self.path, b"".join(lines) + _line(row))
+        atomic_write_bytes(self.path, b"".join(lines) + new)
+
+
+def repair_results(path) -> tuple[int, int]:
+    """Keep every good row of results file ``path`` (rewritten atomically) and move the lines that
+    are not JSON objects to ``<path>.bad`` (appended). Returns ``(kept, moved)``."""
+    store = ResultsStore(path)
+    with store._lock():
+        parsed = _parse(store.path, store._raw())
+        good = [line if line.endswith(b"\n") else line + b"\n" for _, line, row in parsed if row is not None]
+        bad = [line if line.endswith(b"\n") else line + b"\n" for _, line, row in parsed if row is None]
+        if bad:
+            bad_path = Path(str(store.path) + ".bad")
+            atomic_write_bytes(bad_path, (bad_path.read_bytes() if bad_path.is_file() else b"") + b"".join(bad))
+            atomic_write_bytes(store.path, b"".join(good))
+    return len(good), len(bad)
 
 
 def _fmt(mean: float, std: float, n: int, pct: bool) -> str:
