@@ -41,7 +41,7 @@ from unlearnlib.notebook import check_parameters
 from unlearnlib.study import run_scenario, load_unlearned
 from unlearnlib.splits import make_split
 from unlearnlib.metrics import loss_distributions
-from unlearnlib.report import method_table, method_order, plot_loss_distributions, save_figure, save_table
+from unlearnlib.report import HEADERS, method_table, method_order, plot_loss_distributions, save_figure, save_table
 from IPython.display import Markdown, display
 _before = set(globals())
 
@@ -77,13 +77,13 @@ rows = run_scenario(P["scenario"], P["seeds"], P["profile"], run_dir=P["run_dir"
                     workers=P["workers"])
 
 # %% [markdown]
-# **Privacy table**: attacks, their gaps to Retrain, the Avg. Gap and output distances (mean ± std over seeds).
+# **Privacy table**: attacks, their gaps to Retrain, the Avg. Gap (SalUn's four gaps; `avg_gap_5` adds the loss attack) and output distances (mean ± std over seeds). In RC the loss attack's non-members are the test images of classes 0 and 1 (`mia_nonmembers` in each row).
 
 # %%
-metrics = ["mia_loss", "gap_mia_loss", "mia_efficacy", "gap_mia_efficacy", "gap_forget_acc",
-           "avg_gap", "js_forget", "js_test", "l2_forget", "l2_test"]
+metrics = ["mia_loss", "gap_mia_loss", "mia_efficacy", "gap_mia_efficacy", "mia_efficacy_conf_entropy",
+           "gap_forget_acc", "avg_gap", "avg_gap_5", "js_forget", "js_test", "l2_forget", "l2_test"]
 table = method_table(rows, metrics)
-md = save_table(table, ["label", "n"] + metrics, ["method", "n"] + metrics, P["results_dir"],
+md = save_table(table, ["label", "n"] + metrics, ["method", "n"] + [HEADERS.get(m, m) for m in metrics], P["results_dir"],
                 f"06_privacy_{P['scenario']}_{P['tag']}")
 display(Markdown(md))
 

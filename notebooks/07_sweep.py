@@ -93,13 +93,13 @@ fig = plot_sensitivity(sensitivity_rows(rows, "lr"), "lr")
 save_figure(fig, P["figures_dir"], f"07_sensitivity_{P['scenario']}_{P['tag']}")
 
 # %% [markdown]
-# **The selection**: per method, the learning rate with the smallest Avg. Gap averaged over seeds.
+# **The selection**: per method, the learning rate with the smallest Avg. Gap to Retrain on the *validation* set (SalUn's four gaps, validation in place of test), averaged over seeds. The reported test set is never read by the selection.
 
 # %%
 chosen = select_presets(rows, P["scenario"])
-table = [{"method": label(m), "lr": c["overrides"].get("lr"), "avg_gap": f"{100 * c['avg_gap']:.2f}",
+table = [{"method": label(m), "lr": c["overrides"].get("lr"), "avg_gap_val": f"{100 * c['avg_gap_val']:.2f}",
           "seeds": c["n_seeds"]} for m, c in sorted(chosen.items())]
-display(Markdown(save_table(table, ["method", "lr", "avg_gap", "seeds"], ["method", "best lr", "Avg. Gap (%)", "seeds"],
+display(Markdown(save_table(table, ["method", "lr", "avg_gap_val", "seeds"], ["method", "best lr", "Avg. Gap on validation (%)", "seeds"],
                             P["results_dir"], f"07_presets_{P['scenario']}_{P['tag']}")))
 if P["preset"]:
     print("preset written to", write_presets(chosen, P["preset"]))

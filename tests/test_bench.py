@@ -1,9 +1,12 @@
 """The benchmark runs on the CPU and prints its figures (a smoke test: no timing assertions)."""
 import json
 
+import pytest
+
 from unlearnlib.bench import main
 
 
+@pytest.mark.slow
 def test_bench_smoke_prints_and_appends(tmp_path, capsys):
     out = tmp_path / "bench.jsonl"
     assert main(["--smoke", "--no-study", "--out", str(out)]) == 0

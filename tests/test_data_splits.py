@@ -1,4 +1,5 @@
 """Archives, cache, splits and fingerprints on the real offline data."""
+import warnings
 
 import pytest
 import torch
@@ -33,6 +34,26 @@ def test_second_load_uses_the_cache(data_dir, tmp_path, monkeypatch):
     monkeypatch.setattr(data_mod, "_decode_zip", boom)
     second, _ = load_dataset("cifar10", "test", data_dir, cache=tmp_path)
     assert torch.equal(first.images, second.images) and torch.equal(first.labels, second.labels)
+
+
+def test_a_cache_damaged_after_a_good_load_is_detected_and_rebuilt(data_dir, tmp_path):
+    """The cached pixels are zeroed on disk (metadata kept): the stored sha256 no longer matches,
+    so the cache is rebuilt from the archive with a warning naming the file, never used."""
+    from safetensors import safe_open
+    from safetensors.torch import load_file, save
+    first, _ = load_dataset("cifar10", "test", data_dir, cache=tmp_path)
+    (cfile,) = tmp_path.glob("cifar10-test-*.safetensors")
+    with safe_open(str(cfile), framework="pt") as f:
+        meta = f.metadata()
+    t = load_file(str(cfile))
+    t["images"].zero_()
+    cfile.write_bytes(save(t, metadata=meta))
+    with pytest.warns(RuntimeWarning, match=f"cache {cfile} is damaged .its payload does not match the sha256"):
+        again, _ = load_dataset("cifar10", "test", data_dir, cache=tmp_path)
+    assert torch.equal(again.images, first.images) and again.images.float().mean() > 50
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the rebuilt cache is clean
+        load_dataset("cifar10", "test", data_dir, cache=tmp_path)
 
 
 def test_missing_archive_and_unknown_names(tmp_path):
@@ -85,6 +106,14 @@ def test_paper_split_sizes_disjoint_and_stable(scenario, data_dir):
         retain_counts = torch.bincount(s.retain.labels, minlength=20).tolist()
         assert retain_counts[:2] == [350, 350] and retain_counts[2:] == [450] * 18
         assert len(s.official_test()) == 1000
+    # the validation set: disjoint from everything reported, as many per class as the issue asks
+    if scenario == "rb":
+        assert not set(idx["validation"]) & (set(idx["retain"]) | set(idx["forget"]) | set(idx["test"]))
+        assert torch.bincount(s.validation.labels, minlength=10).tolist() == [100] * 10
+    else:  # RC uses all 500 training images of a class: Tiny-ImageNet's own val images validate
+        assert len(idx["validation"]) == 0 and torch.equal(s.validation.labels, s.official_test().labels)
+        assert torch.bincount(s.validation.labels, minlength=20).tolist() == [50] * 20
+    assert "sha256" in s.data_source and s.data_source in s.description
     again = make_split(scenario, 0, data_dir)
     assert again.fingerprint == s.fingerprint and len(s.fingerprint) == 64
     assert make_split(scenario, 1, data_dir).fingerprint != s.fingerprint

@@ -37,6 +37,7 @@ def test_checkpoint_of_another_split_refused_for_unlearning_and_evaluation(tmp_p
     assert not hasattr(model, "unlearnlib_meta")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("method,kw", [("scrub", dict(epochs=3, max_steps=2, lr=5e-3)),
                                        ("neggrad_plus", dict(epochs=3, alpha=0.9))])
 def test_unlearning_resumes_after_a_kill_with_identical_weights(tmp_path, rb_quick, original_rb, method, kw):
@@ -72,6 +73,7 @@ def tiny_profile(monkeypatch):
     return tiny
 
 
+@pytest.mark.slow
 def test_two_seeds_one_row_each_and_a_rerun_computes_nothing(tmp_path, tiny_profile):
     from unlearnlib.study import run_scenario
     rows = run_scenario("rb", [0, 1], "quick", methods=["finetune"], run_dir=tmp_path, progress=False)
@@ -179,6 +181,7 @@ def test_one_seed_runs_never_overwrite_the_full_tables():
     assert s1["tag"] == "quick_seed1"
 
 
+@pytest.mark.slow
 def test_a_new_original_model_invalidates_its_unlearned_models(tmp_path, tiny_profile, monkeypatch):
     from unlearnlib.study import run_scenario
     run_scenario("rb", [0], "quick", methods=["finetune"], run_dir=tmp_path, progress=False)

@@ -9,18 +9,21 @@ from unlearnlib.metrics import attack_accuracy, evaluate, mia_loss_attack
 from unlearnlib.results import DuplicateResult, ResultsStore, summarize, to_markdown
 
 
+@pytest.mark.slow
 def test_retrain_against_itself_has_zero_gap_and_chance_mia(rb_quick, retrain_rb):
     m = evaluate(retrain_rb.model, rb_quick, reference=retrain_rb.model)
     assert m["avg_gap"] == 0 and m["js_forget"] < 1e-6
     assert 0.3 <= m["mia_loss"] <= 0.7  # forget looks like unseen test data
 
 
+@pytest.mark.slow
 def test_original_has_larger_gap_and_mia_above_chance(rb_quick, original_rb, retrain_rb):
     m = evaluate(original_rb, rb_quick, reference=retrain_rb.model)
     assert m["avg_gap"] > 0.15 and m["mia_loss"] > 0.6 and m["forget_acc"] > 0.95
     assert m["js_forget"] > 0.05
 
 
+@pytest.mark.slow
 def test_over_forgetting_is_penalised(rb_quick, original_rb, retrain_rb):
     ref = evaluate(retrain_rb.model, rb_quick)
     over = unlearn("neggrad", original_rb, rb_quick, lr=0.05, epochs=3).model
@@ -30,6 +33,7 @@ def test_over_forgetting_is_penalised(rb_quick, original_rb, retrain_rb):
     assert m["avg_gap"] > 0.05
 
 
+@pytest.mark.slow
 def test_identical_inputs_identical_metrics(rb_quick, original_rb, retrain_rb):
     a = evaluate(original_rb, rb_quick, reference=retrain_rb.model, seconds=2.0, reference_seconds=4.0)
     b = evaluate(original_rb, rb_quick, reference=retrain_rb.model, seconds=2.0, reference_seconds=4.0)

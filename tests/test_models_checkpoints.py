@@ -122,3 +122,36 @@ def test_atomic_write_exception_inside_block(tmp_path):
             f.write("half")
             raise RuntimeError("crash")
     assert p.read_text() == "old" and len(list(tmp_path.iterdir())) == 1
+
+
+def test_bytes_flipped_inside_the_tensor_data_are_refused_on_load(tmp_path):
+    """400 bytes flipped in the middle of the tensor payload: the stored sha256 no longer matches."""
+    path = save_checkpoint(tmp_path / "m.safetensors", build_model("resnet18", 10, 0.125), **_meta())
+    raw = bytearray(path.read_bytes())
+    header = 8 + int.from_bytes(raw[:8], "little")
+    mid = header + (len(raw) - header) // 2
+    raw[mid:mid + 400] = bytes(b ^ 0xFF for b in raw[mid:mid + 400])
+    path.write_bytes(bytes(raw))
+    with pytest.raises(ValueError, match=f"checkpoint {path} is damaged: its tensors do not match the sha256"):
+        load_checkpoint(path)
+
+
+def test_identifying_metadata_is_mandatory(tmp_path):
+    m = build_model("resnet18", 10, 0.125)
+    with pytest.raises(ValueError, match=r"metadata is missing \['split_fingerprint'\]"):
+        save_checkpoint(tmp_path / "m.safetensors", m, **{k: v for k, v in _meta().items() if k != "split_fingerprint"})
+
+
+def test_a_20_class_model_is_refused_on_a_10_class_split_with_or_without_metadata(tmp_path, rb_quick):
+    from unlearnlib.checkpoints import check_model_split
+    from unlearnlib.methods import unlearn
+    from unlearnlib.metrics import evaluate
+    tiny = build_model("resnet18", 20, 0.125)
+    path = save_checkpoint(tmp_path / "t.safetensors", tiny, **_meta(num_classes=20, dataset="tiny-imagenet-20"))
+    model, meta = load_checkpoint(path)
+    with pytest.raises(CheckpointMismatch, match="a tiny-imagenet-20 model with 20 classes, but this split is "
+                                                 "cifar10 with 10 classes"):
+        check_model_split(meta, rb_quick, "to unlearn")
+    for call in (lambda: unlearn("finetune", model, rb_quick, epochs=1), lambda: evaluate(model, rb_quick)):
+        with pytest.raises(CheckpointMismatch, match=r"the model outputs 20 classes, but this split \(cifar10\) has 10"):
+            call()  # no metadata given: the model's own output width is checked

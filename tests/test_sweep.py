@@ -53,14 +53,14 @@ def test_failing_point_is_recorded_and_others_complete(tmp_path):
 
 
 def test_preset_selection_from_a_known_table(tmp_path, monkeypatch):
-    def row(method, lr, seed, gap):
+    def row(method, lr, seed, gap):  # the test-set Avg. Gap points the other way: it must not be read
         return {"scenario": "rb", "method": method, "seed": seed, "config_hash": f"{method}{lr}",
-                "config": {"lr": lr}, "avg_gap": gap, "status": "ok"}
+                "config": {"lr": lr}, "avg_gap_val": gap, "avg_gap": 1 - gap, "status": "ok"}
     rows = [row("scrub", 1e-3, 0, 0.10), row("scrub", 1e-3, 1, 0.12), row("scrub", 1e-2, 0, 0.05),
             row("scrub", 1e-2, 1, 0.21), row("finetune", 1e-2, 0, 0.3), row("finetune", 1e-1, 0, 0.2),
             row("retrain", 0.1, 0, 0.0), {**row("scrub", 1e-1, 0, 0.0), "status": "failed"}]
     presets = select_presets(rows, "rb")
-    assert presets["scrub"]["overrides"] == {"lr": 1e-3} and presets["scrub"]["avg_gap"] == pytest.approx(0.11)
+    assert presets["scrub"]["overrides"] == {"lr": 1e-3} and presets["scrub"]["avg_gap_val"] == pytest.approx(0.11)
     assert presets["finetune"]["overrides"] == {"lr": 1e-1} and "retrain" not in presets
     monkeypatch.setenv("UNLEARNLIB_PRESETS", str(tmp_path))
     write_presets(presets, "rb-resnet18")

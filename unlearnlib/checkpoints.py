@@ -1,7 +1,10 @@
 """Checkpoints as safetensors with metadata, checked against the caller's expectations on load.
 
 Only safetensors files are read: a pickle (or any ``torch.load`` file) offered as a checkpoint
-is refused without being unpickled, so it can run no code. Writes are atomic.
+is refused without being unpickled, so it can run no code. Writes are atomic. Every checkpoint
+carries the metadata that identifies its model (architecture, width, classes, data set, split
+fingerprint) and the sha256 of its tensor payload, checked on every load: a damaged file is
+refused, naming it.
 """
 from __future__ import annotations
 
@@ -12,9 +15,10 @@ import torch.nn as nn
 
 from .io import atomic_write_bytes, git_commit, versions
 
-__all__ = ["save_checkpoint", "load_checkpoint", "read_metadata", "check_model_split", "CheckpointMismatch"]
+__all__ = ["save_checkpoint", "load_checkpoint", "read_metadata", "check_model_split", "check_model_classes",
+           "CheckpointMismatch"]
 
-REQUIRED = ("arch", "width", "num_classes", "dataset")
+REQUIRED = ("arch", "width", "num_classes", "dataset", "split_fingerprint")
 
 
 class CheckpointMismatch(ValueError):
@@ -28,8 +32,9 @@ def save_checkpoint(path, model: nn.Module, **meta) -> Path:
     missing = [k for k in REQUIRED if k not in meta]
     if missing:
         raise ValueError(f"checkpoint metadata is missing {missing}; required: {', '.join(REQUIRED)}")
-    meta = {**meta, "git_commit": git_commit(), "versions": versions()}
     tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    from .data import payload_digest
+    meta = {**meta, "git_commit": git_commit(), "versions": versions(), "payload_sha256": payload_digest(tensors)}
     data = save(tensors, metadata={"unlearnlib": json.dumps(meta, sort_keys=True, default=str)})
     path = Path(path)
     atomic_write_bytes(path, data)
@@ -75,8 +80,15 @@ def load_checkpoint(path, expect: dict | None = None, device="cpu") -> tuple[nn.
         if diffs:
             text = "; ".join(f"{k}: checkpoint has {a!r}, this run needs {b!r}" for k, (a, b) in diffs.items())
             raise CheckpointMismatch(f"checkpoint {path} does not fit this run ({text})")
-    model = build_model(meta["arch"], meta["num_classes"], meta["width"])
+    from .data import payload_digest
     state = load_file(str(path))
+    if meta.get("payload_sha256") is None:
+        raise ValueError(f"checkpoint {path} has no payload checksum (written by an older unlearnlib): "
+                         f"train the model again, or delete the file")
+    if payload_digest(state) != meta["payload_sha256"]:
+        raise ValueError(f"checkpoint {path} is damaged: its tensors do not match the sha256 stored with "
+                         f"them; delete it (the study trains it again)")
+    model = build_model(meta["arch"], meta["num_classes"], meta["width"])
     model.load_state_dict(state)
     return model.to(device).eval(), meta
 
@@ -87,9 +99,27 @@ def check_model_split(meta: dict | None, split, action: str) -> None:
     call it."""
     if not meta or not hasattr(split, "fingerprint"):
         return
+    if (meta.get("dataset"), meta.get("num_classes")) != (split.dataset, split.num_classes):
+        raise CheckpointMismatch(
+            f"refusing {action}: the model's checkpoint is a {meta.get('dataset')} model with "
+            f"{meta.get('num_classes')} classes, but this split is {split.dataset} with {split.num_classes} classes")
     if meta.get("split_fingerprint") not in (None, split.fingerprint):
         raise CheckpointMismatch(
             f"refusing {action}: the model's checkpoint was made on split "
             f"{str(meta['split_fingerprint'])[:16]}… ({meta.get('dataset')}, {meta.get('num_classes')} classes, "
-            f"seed {meta.get('seed')}), but this split is {split.fingerprint[:16]}… ({split.dataset}, "
-            f"{split.num_classes} classes, seed {split.seed})")
+            f"seed {meta.get('seed')}, data {meta.get('data_source', 'not recorded')}), but this split is "
+            f"{split.fingerprint[:16]}… ({split.dataset}, {split.num_classes} classes, seed {split.seed}, "
+            f"data {getattr(split, 'data_source', '') or 'not recorded'})")
+
+
+def check_model_classes(model, split, action: str) -> None:
+    """Refuse a model whose output has another number of classes than ``split`` (one image, eval
+    mode, no state change); works without any metadata."""
+    n = getattr(split, "num_classes", None)
+    if n is None or len(split.retain) == 0:
+        return
+    from .train import predict_logits
+    got = predict_logits(model, split.retain.images[:1]).shape[1]
+    if got != n:
+        raise CheckpointMismatch(f"refusing {action}: the model outputs {got} classes, but this split "
+                                 f"({getattr(split, 'dataset', '?')}) has {n}")

@@ -77,7 +77,8 @@ def sweep_cmd(args) -> int:
     rows = [r for r in ResultsStore(Path(args.run_dir) / "results.jsonl").rows() if r.get("sweep") == spec["name"]]
     presets = select_presets(rows, spec["scenario"])
     for m, p in sorted(presets.items()):
-        print(f"  {m:17s} best {p['overrides']}  Avg. Gap {100 * p['avg_gap']:.2f}% over {p['n_seeds']} seed(s)")
+        print(f"  {m:17s} best {p['overrides']}  Avg. Gap on validation {100 * p['avg_gap_val']:.2f}% "
+              f"over {p['n_seeds']} seed(s)")
     if args.preset:
         print(f"  preset written to {write_presets(presets, args.preset)}")
     return 0

@@ -9,13 +9,16 @@ the standard ``tiny-imagenet-200.zip`` (first 20 classes in sorted WordNet-id or
 
 Each set is decoded once into an ``N x 3 x H x W`` uint8 tensor and cached as safetensors under
 ``UNLEARNLIB_CACHE`` (default ``~/.cache/unlearnlib``). The cache is written atomically, only
-after a full, checksum-verified decode, so a bad archive never poisons it.
+after a full, checksum-verified decode, so a bad archive never poisons it. The cache stores the
+sha256 of its payload (images, labels, class names) and every load checks it: a cache damaged on
+disk is rebuilt from its source with a warning that names the file, never used.
 """
 from __future__ import annotations
 
 import hashlib
 import io
 import os
+import warnings
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,7 +30,7 @@ import torch.nn.functional as F
 from .io import atomic_write_bytes
 
 __all__ = ["DATASETS", "LabelledImages", "load_dataset", "find_data_dir", "cache_dir",
-           "augment", "to_float", "DataError"]
+           "augment", "to_float", "DataError", "payload_digest"]
 
 # name -> (parts, archive per part, sha256 of archive, folder inside archive, mean, std)
 DATASETS = {
@@ -50,7 +53,7 @@ SHA256 = {
     "tiny-imagenet-20.zip": "9f54187e14e8ac347f1cb81f943d33d61b97c5c7c0f1968c632908eb032882c6",
 }
 TINY_IMAGENET_URL = "http://cs231n.stanford.edu/tiny-imagenet-200.zip"
-CACHE_VERSION = "1"
+CACHE_VERSION = "2"  # 2: the payload's sha256 is stored and checked on every load
 
 
 class DataError(RuntimeError):
@@ -59,9 +62,11 @@ class DataError(RuntimeError):
 
 @dataclass
 class LabelledImages:
-    """Images (N x 3 x H x W, uint8 or float in [0, 1]) and int64 labels, on one device."""
+    """Images (N x 3 x H x W, uint8 or float in [0, 1]) and int64 labels, on one device.
+    ``source`` says where a loaded data set came from (archive and checksum, or download)."""
     images: torch.Tensor
     labels: torch.Tensor
+    source: str = ""
 
     def __post_init__(self):
         if self.images.ndim != 4 or self.labels.ndim != 1 or len(self.images) != len(self.labels):
@@ -191,16 +196,28 @@ def load_dataset(name: str, part: str, data_dir=None, cache=None) -> tuple[Label
                             f"the file is corrupted or truncated. Delete it and copy or download "
                             f"it again.")
         key = sha[:16]
+        source = f"{archive} (sha256 {key}, offline JPEG copy)" if name == "cifar10" else f"{archive} (sha256 {key})"
     else:
         key = "download"
+        source = ("torchvision CIFAR10 download" if name == "cifar10" else "tiny-imagenet-200.zip download")
     cfile = cdir / f"{name}-{part}-{key}-v{CACHE_VERSION}.safetensors"
     if cfile.is_file():
+        problem = None
         try:
+            from safetensors import safe_open
+            with safe_open(str(cfile), framework="pt") as f:
+                want = (f.metadata() or {}).get("sha256")
             t = load_file(str(cfile))
-            classes = t.pop("__classes__").numpy().tobytes().decode().split("\n")
-            return LabelledImages(t["images"], t["labels"]), classes
-        except Exception:  # a damaged cache is rebuilt, never trusted
-            cfile.unlink(missing_ok=True)
+            if want is None or payload_digest(t) != want:
+                problem = "its payload does not match the sha256 stored with it"
+            else:
+                classes = t.pop("__classes__").numpy().tobytes().decode().split("\n")
+                return LabelledImages(t["images"], t["labels"], source), classes
+        except Exception as e:  # unreadable: rebuilt, never trusted
+            problem = f"it cannot be read ({type(e).__name__})"
+        warnings.warn(f"decoded-data cache {cfile} is damaged ({problem}); rebuilding it from {source}",
+                      RuntimeWarning, stacklevel=2)
+        cfile.unlink(missing_ok=True)
     if root is not None:
         images, labels, classes = _decode_zip(path, prefix)
     else:
@@ -212,8 +229,19 @@ def load_dataset(name: str, part: str, data_dir=None, cache=None) -> tuple[Label
     tensors = {"images": torch.from_numpy(images), "labels": torch.from_numpy(labels),
                "__classes__": torch.frombuffer(bytearray("\n".join(classes).encode()), dtype=torch.uint8)}
     cdir.mkdir(parents=True, exist_ok=True)
-    atomic_write_bytes(cfile, save(tensors, metadata={"dataset": name, "part": part, "source": key}))
-    return LabelledImages(tensors["images"], tensors["labels"]), classes
+    atomic_write_bytes(cfile, save(tensors, metadata={"dataset": name, "part": part, "source": key,
+                                                     "sha256": payload_digest(tensors)}))
+    return LabelledImages(tensors["images"], tensors["labels"], source), classes
+
+
+def payload_digest(tensors: dict) -> str:
+    """sha256 over a dict of tensors (names, dtypes, shapes and bytes, in name order)."""
+    h = hashlib.sha256()
+    for k in sorted(tensors):
+        t = tensors[k].detach().cpu().contiguous()
+        h.update(f"{k}|{t.dtype}|{tuple(t.shape)}|".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
 
 
 def to_float(images: torch.Tensor) -> torch.Tensor:

@@ -1,18 +1,25 @@
 """``evaluate()``: accuracies, membership inference, gap to Retrain, RC confusion and cost.
 
-One batched inference pass per set (retain, forget, test) gives every metric. Attacks use
-scikit-learn:
+One batched inference pass per set (retain, forget, test, validation) gives every metric.
+Attacks use scikit-learn:
 
 * ``mia_loss``: the SCRUB code's loss attack. Logistic regression on per-example cross-entropy,
   forget (member, 1) against test (non-member, 0), balanced by seeded subsampling; mean
-  stratified 5-fold cross-validated accuracy. Retrain scores about 50% (the forget set looks
-  like unseen data); an original model that memorised D_f scores above.
-* ``mia_efficacy``: SalUn's MIA-efficacy. An RBF SVC (C=3) on (true-class confidence, entropy),
-  retain (member) against test (non-member), balanced; the fraction of D_f it calls non-member.
+  stratified 5-fold cross-validated accuracy. Where the forget set is class-concentrated (RC:
+  classes 0 and 1), the non-members are the test images *of the forget set's classes*, as in the
+  official SCRUB code; ``mia_nonmembers`` records the population. Retrain scores about 50% in RB.
+* ``mia_efficacy``: SalUn's MIA-efficacy (``SVC_MIA_forget_efficacy['confidence']``). An RBF SVC
+  (C=3, gamma="auto") on the true-class confidence alone, retain (member) against test
+  (non-member), balanced by seeded subsampling; the share of D_f it calls non-member.
+  ``mia_efficacy_conf_entropy`` is the same on (confidence, entropy) together.
 
 With ``reference`` (Retrain on the same split and seed), ``gap_*`` is the absolute difference of
-each accuracy and attack figure, ``avg_gap`` their mean (the Avg. Gap of SalUn), and
-``js_forget``/``js_test`` and ``l2_forget``/``l2_test`` compare output distributions.
+each figure. ``avg_gap`` is **SalUn's Avg. Gap**: the mean of the four gaps in forget accuracy
+(UA), retain accuracy, test accuracy and MIA-efficacy; ``avg_gap_5`` adds the loss attack's gap
+as a fifth. ``avg_gap_val`` is SalUn's Avg. Gap with the validation set in place of the test set
+(test accuracy -> validation accuracy, MIA-efficacy's non-members -> validation images): every
+selection (presets, rewind, beta) reads it, never the reported test set. ``js_forget``/``js_test``
+and ``l2_forget``/``l2_test`` compare output distributions.
 """
 from __future__ import annotations
 
@@ -22,13 +29,14 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .checkpoints import check_model_split
+from .checkpoints import check_model_classes, check_model_split
 from .train import predict_logits
 
 __all__ = ["evaluate", "accuracy", "loss_distributions", "attack_accuracy", "mia_loss_attack", "mia_efficacy", "per_example_loss",
-           "js_divergence", "GAP_METRICS"]
+           "js_divergence", "GAP_METRICS", "GAP_METRICS_VAL", "forget_classes"]
 
-GAP_METRICS = ("retain_acc", "forget_acc", "test_acc", "mia_loss", "mia_efficacy")
+GAP_METRICS = ("forget_acc", "retain_acc", "test_acc", "mia_efficacy")  # SalUn's Avg. Gap: UA, RA, TA, MIA
+GAP_METRICS_VAL = ("forget_acc", "retain_acc", "val_acc", "mia_efficacy_val")  # the same on validation
 
 
 def _check_attack(x: np.ndarray, y: np.ndarray, folds: int) -> None:
@@ -70,10 +78,20 @@ def mia_loss_attack(member_loss, nonmember_loss, seed: int = 0, folds: int = 5) 
 
 
 def _conf_entropy(logits: torch.Tensor, labels: torch.Tensor) -> np.ndarray:
+    """Per example: (true-class confidence, entropy) of the softmax output."""
     p = logits.float().softmax(1)
     conf = p.gather(1, labels[:, None]).squeeze(1)
     ent = -(p * p.clamp_min(1e-12).log()).sum(1)
     return torch.stack([conf, ent], 1).cpu().numpy().astype(np.float64)
+
+
+def forget_classes(split, num_classes: int) -> list[int] | None:
+    """The forget set's classes (true labels, where the split has them) if they are fewer than
+    all classes (class-concentrated, as in RC), else None."""
+    true = getattr(split, "forget_true_labels", None)
+    labels = true if true is not None else split.forget.labels
+    classes = sorted(set(labels.cpu().tolist()))
+    return classes if len(classes) < num_classes else None
 
 
 def mia_efficacy(member_feats: np.ndarray, nonmember_feats: np.ndarray, target_feats: np.ndarray,
@@ -115,13 +133,18 @@ def js_divergence(logits_a: torch.Tensor, logits_b: torch.Tensor) -> torch.Tenso
 
 
 def _outputs(model, split) -> dict:
-    return {n: predict_logits(model, getattr(split, n).images) for n in ("retain", "forget", "test")}
+    names = ("retain", "forget", "test") + (("validation",) if getattr(split, "validation", None) is not None else ())
+    return {n: predict_logits(model, getattr(split, n).images) for n in names}
 
 
 def _metrics(out: dict, split, seed: int) -> dict:
     dev = out["retain"].device
+    bad = [n for n, o in out.items() if not torch.isfinite(o).all()]
+    if bad:
+        raise ValueError(f"the model's outputs are not finite on the {', '.join(bad)} set(s): its weights hold "
+                         f"NaN or inf (a diverged run?); nothing to evaluate")
     lab = {n: getattr(split, n).labels.to(dev) for n in out}
-    acc = {f"{n}_acc": (out[n].argmax(1) == lab[n]).float().mean() for n in out}
+    acc = {("val_acc" if n == "validation" else f"{n}_acc"): (out[n].argmax(1) == lab[n]).float().mean() for n in out}
     row = {k: float(v) for k, v in acc.items()}
     if getattr(split, "scenario", None) == "rc":
         true = split.forget_true_labels.to(dev)
@@ -129,12 +152,20 @@ def _metrics(out: dict, split, seed: int) -> dict:
         pred, y = out["test"].argmax(1), lab["test"]
         row["confusion_0_to_1"] = float((pred[y == 0] == 1).float().mean()) if (y == 0).any() else math.nan
         row["confusion_1_to_0"] = float((pred[y == 1] == 0).float().mean()) if (y == 1).any() else math.nan
+    classes = forget_classes(split, out["forget"].shape[1])
+    nonmember = torch.ones_like(lab["test"], dtype=torch.bool)
+    if classes is not None:
+        nonmember = torch.isin(lab["test"], torch.tensor(classes, device=dev))
+    row["mia_nonmembers"] = "test, all classes" if classes is None else f"test, classes {classes}"
     row["mia_loss"] = mia_loss_attack(per_example_loss(out["forget"], lab["forget"]),
-                                      per_example_loss(out["test"], lab["test"]), seed,
-                                      folds=min(5, len(lab["forget"]), len(lab["test"])))
-    row["mia_efficacy"] = mia_efficacy(_conf_entropy(out["retain"], lab["retain"]),
-                                       _conf_entropy(out["test"], lab["test"]),
-                                       _conf_entropy(out["forget"], lab["forget"]), seed)
+                                      per_example_loss(out["test"][nonmember], lab["test"][nonmember]), seed,
+                                      folds=min(5, len(lab["forget"]), int(nonmember.sum())))
+    feats = {n: _conf_entropy(out[n], lab[n]) for n in out}
+    row["mia_efficacy"] = mia_efficacy(feats["retain"][:, :1], feats["test"][:, :1], feats["forget"][:, :1], seed)
+    row["mia_efficacy_conf_entropy"] = mia_efficacy(feats["retain"], feats["test"], feats["forget"], seed)
+    if "validation" in feats:
+        row["mia_efficacy_val"] = mia_efficacy(feats["retain"][:, :1], feats["validation"][:, :1],
+                                               feats["forget"][:, :1], seed)
     return row
 
 
@@ -151,6 +182,7 @@ def evaluate(model, split, reference=None, original=None, *, seconds: float | No
         raise ValueError(f"evaluate needs non-empty sets, got retain {len(split.retain)}, "
                          f"forget {len(split.forget)}, test {len(split.test)}")
     check_model_split(meta, split, "to evaluate")
+    check_model_classes(model, split, "to evaluate")
     seed = getattr(split, "seed", 0) if seed is None else seed
     out = _outputs(model, split)
     row = _metrics(out, split, seed)
@@ -160,6 +192,10 @@ def evaluate(model, split, reference=None, original=None, *, seconds: float | No
         gaps = {f"gap_{k}": abs(row[k] - ref[k]) for k in GAP_METRICS}
         row.update(gaps)
         row["avg_gap"] = float(np.mean(list(gaps.values())))
+        row["gap_mia_loss"] = abs(row["mia_loss"] - ref["mia_loss"])
+        row["avg_gap_5"] = float(np.mean([*gaps.values(), row["gap_mia_loss"]]))
+        if "val_acc" in row:
+            row["avg_gap_val"] = float(np.mean([abs(row[k] - ref[k]) for k in GAP_METRICS_VAL]))
         for n in ("forget", "test"):
             row[f"js_{n}"] = float(js_divergence(out[n], ref_out[n]).mean())
             row[f"l2_{n}"] = float((out[n].softmax(1) - ref_out[n].softmax(1)).norm(dim=1).mean())

@@ -136,8 +136,9 @@ def _fmt(mean: float, std: float, n: int, pct: bool) -> str:
     return f"{mean * s:.{d}f} ± {std * s:.{d}f}" if n > 1 else f"{mean * s:.{d}f}"
 
 
-PERCENT = {"retain_acc", "forget_acc", "test_acc", "forget_true_acc", "mia_loss", "mia_efficacy",
-           "confusion_0_to_1", "confusion_1_to_0", "avg_gap"} | {f"gap_{k}" for k in
+PERCENT = {"retain_acc", "forget_acc", "test_acc", "val_acc", "forget_true_acc", "mia_loss", "mia_efficacy",
+           "mia_efficacy_val", "mia_efficacy_conf_entropy", "confusion_0_to_1", "confusion_1_to_0", "avg_gap",
+           "avg_gap_5", "avg_gap_val"} | {f"gap_{k}" for k in
            ("retain_acc", "forget_acc", "test_acc", "mia_loss", "mia_efficacy")}
 
 

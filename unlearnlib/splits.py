@@ -1,17 +1,25 @@
 """The paper's two scenarios as seeded, fingerprinted splits.
 
 * ``"rb"``, removing bias (paper section 4.3): CIFAR-10. From the 50,000-image training pool the
-  seed draws 5,000 train and 1,000 validation images (500 + 100 per class). The forget set is 10%
-  of train, stratified: 50 per class. Retain is the other 4,500; test is the 1,000 validation
-  images. ``split.official_test()`` gives the 10,000-image CIFAR-10 test set.
+  seed draws 5,000 train and 1,000 test images (500 + 100 per class; the paper calls the latter
+  its validation images). The forget set is 10% of train, stratified: 50 per class. Retain is
+  the other 4,500; test is the 1,000 held-out images. ``split.official_test()`` gives the
+  10,000-image CIFAR-10 test set.
 * ``"rc"``, resolving confusion (section 4.4): Tiny-ImageNet-20, 500 images per class split
   450/50 by the seed. 100 class-0 training images are labelled 1 and 100 class-1 images are
   labelled 0: those 200 are the forget set, with their wrong labels. Retain is the other 8,800;
   test is the 1,000 held-out images. ``split.official_test()`` gives the 1,000 official val images.
 
+**Validation.** Every choice (presets, SCRUB+R's rewind, beta) reads ``split.validation``, never
+the reported test set. RB: the next 100 images per class of the seed's permutation of the
+CIFAR-10 training pool, disjoint from retain, forget and test. RC, which uses all 500 training
+images of a class: Tiny-ImageNet's own 50 validation images per class.
+
 ``profile="quick"`` keeps the same construction on fewer images per class (and 32x32
 Tiny-ImageNet), for 2 CPU cores. The ``fingerprint`` is a sha256 over the scenario, data set,
-sizes, chosen indices and labels: equal fingerprints mean equal splits.
+data source, sizes, chosen indices, labels and the sha256 of every set's pixels: equal
+fingerprints mean equal splits, down to the pixel. ``data_source`` names the archive (and its
+checksum) or the download the images came from.
 """
 from __future__ import annotations
 
@@ -25,17 +33,18 @@ import torch.nn.functional as F
 
 from .data import DATASETS, LabelledImages, load_dataset
 
-__all__ = ["Split", "make_split", "SCENARIOS", "SPLIT_SIZES", "validate_seed", "validate_fraction"]
+__all__ = ["Split", "make_split", "SCENARIOS", "SPLIT_SIZES", "validate_seed", "validate_fraction", "pixel_digest"]
 
 SCENARIOS = {"rb": "cifar10", "rc": "tiny-imagenet-20"}
 _TEST_PART = {"rb": "test", "rc": "val"}
 # per profile and scenario: train images per class, test images per class, image size,
 # default forget fraction (RB: of each class's train images; RC: of classes 0 and 1, swapped)
+# RB's validation images per class come from the training pool (``val``); RC's are the official val set
 SPLIT_SIZES = {
-    "paper": {"rb": dict(train=500, test=100, size=32, forget_fraction=0.1),
-              "rc": dict(train=450, test=50, size=64, forget_fraction=100 / 450)},
-    "quick": {"rb": dict(train=60, test=20, size=32, forget_fraction=0.1),
-              "rc": dict(train=40, test=10, size=32, forget_fraction=0.25)},
+    "paper": {"rb": dict(train=500, test=100, val=100, size=32, forget_fraction=0.1),
+              "rc": dict(train=450, test=50, val=0, size=64, forget_fraction=100 / 450)},
+    "quick": {"rb": dict(train=60, test=20, val=100, size=32, forget_fraction=0.1),
+              "rc": dict(train=40, test=10, val=0, size=32, forget_fraction=0.25)},
 }
 
 
@@ -70,6 +79,8 @@ class Split:
     description: str = ""
     fingerprint: str = ""
     data_dir: object = field(default=None, repr=False)
+    validation: LabelledImages | None = None   # for every choice; never the test set
+    data_source: str = ""                      # the archive (with its checksum) or the download
 
     @property
     def image_size(self) -> int:
@@ -90,16 +101,17 @@ class Split:
 
     def to(self, device) -> "Split":
         out = Split(**{**self.__dict__})
-        for name in ("retain", "forget", "test"):
-            setattr(out, name, getattr(self, name).to(device))
+        for name in ("retain", "forget", "test", "validation"):
+            if getattr(self, name) is not None:
+                setattr(out, name, getattr(self, name).to(device))
         out.forget_true_labels = self.forget_true_labels.to(device)
         return out
 
     def summary(self) -> dict:
         return {"scenario": self.scenario, "seed": self.seed, "profile": self.profile,
                 "dataset": self.dataset, "retain": len(self.retain), "forget": len(self.forget),
-                "test": len(self.test), "image_size": self.image_size,
-                "fingerprint": self.fingerprint}
+                "test": len(self.test), "validation": len(self.validation) if self.validation is not None else 0,
+                "image_size": self.image_size, "data_source": self.data_source, "fingerprint": self.fingerprint}
 
 
 def _resize(images: torch.Tensor, size: int) -> torch.Tensor:
@@ -107,6 +119,13 @@ def _resize(images: torch.Tensor, size: int) -> torch.Tensor:
         return images
     x = F.interpolate(images.float(), size=(size, size), mode="area")
     return x.round_().clamp_(0, 255).to(torch.uint8)
+
+
+def pixel_digest(images: torch.Tensor) -> str:
+    """sha256 of a uint8 image tensor's bytes (with its shape): part of the split fingerprint."""
+    h = hashlib.sha256(repr(tuple(images.shape)).encode())
+    h.update(images.contiguous().cpu().numpy().tobytes())
+    return h.hexdigest()
 
 
 def _fingerprint(parts: dict) -> str:
@@ -129,7 +148,7 @@ def make_split(scenario: str, seed: int, data_dir=None, *, profile: str = "paper
         raise ValueError(f"unknown profile {profile!r}; allowed: {', '.join(SPLIT_SIZES)}")
     sizes = SPLIT_SIZES[profile][scenario]
     frac = validate_fraction(sizes["forget_fraction"] if forget_fraction is None else forget_fraction)
-    n_train, n_test = sizes["train"], sizes["test"]
+    n_train, n_test, n_val = sizes["train"], sizes["test"], sizes["val"]
     n_forget = int(round(frac * n_train))
     if not 0 < n_forget < n_train:
         raise ValueError(f"forget_fraction {frac} gives {n_forget} forget images per class out of "
@@ -138,15 +157,17 @@ def make_split(scenario: str, seed: int, data_dir=None, *, profile: str = "paper
     pool, classes = load_dataset(dataset, "train", data_dir)
     labels = pool.labels.numpy()
     rng = np.random.default_rng([seed, 0 if scenario == "rb" else 1])
-    train_idx, test_idx, forget_idx = [], [], []
+    train_idx, test_idx, forget_idx, val_idx = [], [], [], []
     for c in range(len(classes)):
         members = np.flatnonzero(labels == c)
-        if len(members) < n_train + n_test:
-            raise ValueError(f"class {c} has {len(members)} images, fewer than {n_train + n_test}")
-        chosen = rng.permutation(members)[: n_train + n_test]
+        if len(members) < n_train + n_test + n_val:
+            raise ValueError(f"class {c} has {len(members)} images, fewer than {n_train + n_test + n_val}")
+        perm = rng.permutation(members)
+        chosen = perm[: n_train + n_test]
         train_c, test_c = np.sort(chosen[:n_train]), np.sort(chosen[n_train:])
         train_idx.append(train_c)
         test_idx.append(test_c)
+        val_idx.append(np.sort(perm[n_train + n_test: n_train + n_test + n_val]))
         if scenario == "rb" or c in (0, 1):
             forget_idx.append(np.sort(rng.choice(train_c, n_forget, replace=False)))
     train_idx, test_idx = np.concatenate(train_idx), np.concatenate(test_idx)
@@ -160,19 +181,29 @@ def make_split(scenario: str, seed: int, data_dir=None, *, profile: str = "paper
         return LabelledImages(_resize(pool.images[torch.from_numpy(idx)], sizes["size"]),
                               torch.from_numpy(lab.astype(np.int64)))
 
-    fp = _fingerprint({"scenario": scenario, "dataset": dataset, "size": sizes["size"],
-                       "retain": retain_idx, "forget": forget_idx, "test": test_idx,
+    retain, forget, test = take(retain_idx, labels[retain_idx]), take(forget_idx, forget_labels), take(test_idx, labels[test_idx])
+    val_idx = np.concatenate(val_idx)
+    if scenario == "rb":
+        validation, source = take(val_idx, labels[val_idx]), pool.source
+    else:  # RC uses all 500 training images of a class: the official val images validate
+        vpool, _ = load_dataset(dataset, "val", data_dir)
+        validation = LabelledImages(_resize(vpool.images, sizes["size"]), vpool.labels)
+        source = f"{pool.source}; validation: the official val images"
+    fp = _fingerprint({"scenario": scenario, "dataset": dataset, "size": sizes["size"], "source": source,
+                       "retain": retain_idx, "forget": forget_idx, "test": test_idx, "validation": val_idx,
                        "retain_labels": labels[retain_idx], "forget_labels": forget_labels,
-                       "test_labels": labels[test_idx]})
+                       "test_labels": labels[test_idx], "validation_labels": validation.labels.numpy(),
+                       **{f"{n}_pixels": pixel_digest(s.images) for n, s in
+                          (("retain", retain), ("forget", forget), ("test", test), ("validation", validation))}})
     what = ("removing bias: CIFAR-10, forget = {f} train images ({p:.0%} of each class)"
             if scenario == "rb" else
             "resolving confusion: Tiny-ImageNet-20, forget = {f} images of classes 0/1 with swapped labels")
     desc = (f"{scenario.upper()} ({profile}), seed {seed}: " + what.format(f=len(forget_idx), p=frac)
-            + f"; retain {len(retain_idx)}, test {len(test_idx)}, {sizes['size']}x{sizes['size']}")
+            + f"; retain {len(retain_idx)}, test {len(test_idx)}, validation {len(validation)}, "
+            f"{sizes['size']}x{sizes['size']}; data: {source}")
     return Split(scenario=scenario, seed=seed, profile=profile, dataset=dataset,
                  num_classes=len(classes), class_names=list(classes),
-                 retain=take(retain_idx, labels[retain_idx]), forget=take(forget_idx, forget_labels),
-                 test=take(test_idx, labels[test_idx]),
+                 retain=retain, forget=forget, test=test,
                  forget_true_labels=torch.from_numpy(true_forget.astype(np.int64)),
-                 indices={"retain": retain_idx, "forget": forget_idx, "test": test_idx},
-                 description=desc, fingerprint=fp, data_dir=data_dir)
+                 indices={"retain": retain_idx, "forget": forget_idx, "test": test_idx, "validation": val_idx},
+                 description=desc, fingerprint=fp, data_dir=data_dir, validation=validation, data_source=source)

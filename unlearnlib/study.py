@@ -46,7 +46,7 @@ __all__ = ["default_device", "get_original", "run_method", "run_scenario", "load
 
 RESULTS_FILE = "results.jsonl"
 TABLE_METRICS = ["retain_acc", "forget_acc", "test_acc", "mia_loss", "mia_efficacy", "avg_gap",
-                 "js_forget", "seconds", "cost_ratio"]
+                 "avg_gap_5", "js_forget", "seconds", "cost_ratio"]
 
 
 def _ckpt(run_dir, name) -> Path:
@@ -57,7 +57,7 @@ def _expect(split, profile, **extra) -> dict:
     p = get_profile(profile)
     return {"arch": "resnet18", "width": p.width, "num_classes": split.num_classes,
             "dataset": split.dataset, "scenario": split.scenario, "seed": split.seed,
-            "profile": profile, "split_fingerprint": split.fingerprint, **extra}
+            "profile": profile, "split_fingerprint": split.fingerprint, "data_source": split.data_source, **extra}
 
 
 def _load_if_matching(path: Path, expect: dict, device):
@@ -189,9 +189,12 @@ def model_for(s: SeedModels, method: str, profile: str, run_dir, device=None, **
 
 
 def score(s: SeedModels, model, meta: dict) -> dict:
-    """:func:`~unlearnlib.metrics.evaluate` of ``model`` against the seed's Retrain reference."""
-    return evaluate(model, s.split, reference=s.retrain, original=s.original, seconds=meta.get("seconds"),
-                    reference_seconds=s.retrain_meta.get("seconds"), seed=s.split.seed, meta=meta)
+    """:func:`~unlearnlib.metrics.evaluate` of ``model`` against the seed's Retrain reference, with
+    the data source the split's images came from."""
+    row = evaluate(model, s.split, reference=s.retrain, original=s.original, seconds=meta.get("seconds"),
+                   reference_seconds=s.retrain_meta.get("seconds"), seed=s.split.seed, meta=meta)
+    row["data_source"] = s.split.data_source
+    return row
 
 
 def validate_workers(workers) -> int:
@@ -293,16 +296,17 @@ def run_scenario(scenario: str, seeds, profile: str = "quick", methods=None, run
 
 
 def few_model_forgetting(method: str, scenario: str, seed: int, K: int, profile: str = "quick",
-                         run_dir="runs/default", data_dir=None, device=None, delta: float = 0.01,
+                         run_dir="runs/default", data_dir=None, device=None, delta: float | None = None,
                          **overrides) -> dict:
-    """The challenge-style forgetting quality (:mod:`unlearnlib.forgetting`) of ``method`` on one
-    split: K unlearned models (the same original, model seeds ``1000 * (seed + 1) + k``) against K
-    models retrained from scratch (the same seeds). ``method="retrain"`` gives the ceiling for
-    this K. The models are not stored; the original is reused from ``run_dir``.
+    """The NeurIPS 2023 challenge's forgetting quality (:mod:`unlearnlib.forgetting`) of ``method``
+    on one split: K unlearned models (the same original, model seeds ``1000 * (seed + 1) + k``)
+    against K models retrained from scratch (the same seeds). ``method="retrain"`` gives the
+    ceiling for this K. The models are not stored; the original is reused from ``run_dir``.
     """
-    from .forgetting import few_model_score
-    if isinstance(K, bool) or not isinstance(K, int) or K < 2:
-        raise ValueError(f"K must be an integer >= 2 (models of each kind), got {K!r}")
+    from .forgetting import DELTA, few_model_score
+    if isinstance(K, bool) or not isinstance(K, int) or K < 3:
+        raise ValueError(f"K must be an integer >= 3 (models of each kind), got {K!r}")
+    delta = DELTA if delta is None else delta
     device = device or default_device()
     cfg = method_config(method, profile, scenario, **overrides)
     rcfg = method_config("retrain", profile, scenario)

@@ -8,7 +8,9 @@ A grid is a dict (or a small YAML file)::
     fixed:   {epochs: 3}          # optional: the same for every point
     train:   {epochs: 15}         # optional: overrides of the original model's recipe
 
-Every combination is a point. Each seed's original model and Retrain reference are prepared
+Every combination is a point, scored against Retrain; presets are chosen by the Avg. Gap on the
+validation set (``avg_gap_val``), never on the reported test set. Each seed's original model
+and Retrain reference are prepared
 once (one Ray task per seed); every point then runs as a Ray task that unlearns, evaluates
 against Retrain and returns its row; the driver alone appends rows to ``run_dir/results.jsonl``.
 Points whose row is already stored are skipped, so a restarted sweep runs only what is missing;
@@ -190,22 +192,24 @@ def run_sweep(spec, run_dir="runs/sweep", *, address: str | None = None, data_di
     return summary
 
 
-def select_presets(rows: list[dict], scenario: str | None = None) -> dict:
-    """Per method, the configuration with the smallest Avg. Gap to Retrain averaged over seeds."""
+def select_presets(rows: list[dict], scenario: str | None = None, key: str = "avg_gap_val") -> dict:
+    """Per method, the configuration with the smallest Avg. Gap to Retrain *on the validation set*
+    (``avg_gap_val``, see :mod:`unlearnlib.metrics`) averaged over seeds. The reported test set is
+    never read: rows without the validation figure are not used."""
     import numpy as np
     groups: dict = {}
     for r in rows:
-        if r.get("status", "ok") != "ok" or "avg_gap" not in r or r["method"] == "retrain":
+        if r.get("status", "ok") != "ok" or key not in r or r["method"] == "retrain":
             continue
         if scenario is not None and r["scenario"] != scenario:
             continue
         groups.setdefault(r["method"], {}).setdefault(r["config_hash"], []).append(r)
     out = {}
     for method, by_cfg in groups.items():
-        scores = {h: float(np.mean([r["avg_gap"] for r in rs])) for h, rs in by_cfg.items()}
+        scores = {h: float(np.mean([r[key] for r in rs])) for h, rs in by_cfg.items()}
         best = min(sorted(scores), key=lambda h: scores[h])
         first = by_cfg[best][0]
-        out[method] = {"overrides": first.get("preset_overrides", first.get("config")) or {}, "avg_gap": scores[best],
+        out[method] = {"overrides": first.get("preset_overrides", first.get("config")) or {}, key: scores[best],
                        "n_seeds": len(by_cfg[best]), "config_hash": best}
     return out
 

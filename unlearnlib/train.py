@@ -27,12 +27,12 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .config import TrainConfig, check_config, hashable_config
-from .data import LabelledImages, augment, to_float
+from .data import LabelledImages, augment, payload_digest, to_float
 from .forward import Forward
 from .io import atomic_write_bytes, config_hash
 from .runtime import autocast, batch_sizes, device_of, make_generator, make_optimizer, sync, use_fast
 
-__all__ = ["train", "fit", "run_epoch", "Batch", "predict_logits", "Diverged", "History"]
+__all__ = ["train", "fit", "run_epoch", "Batch", "predict_logits", "Diverged", "History", "data_digest"]
 
 
 class Diverged(RuntimeError):
@@ -48,6 +48,12 @@ class Batch(NamedTuple):
 class History(list):
     """Per-epoch rows (a list) with the seconds spent compiling, kept apart from training time."""
     compile_seconds: float = 0.0
+
+
+def data_digest(*sets: LabelledImages) -> str:
+    """sha256 of the labels and pixels of ``sets``: part of every resume key, with the starting
+    weights, so a resume file only ever continues the run that wrote it."""
+    return payload_digest({f"{i}.{k}": getattr(d, k) for i, d in enumerate(sets) for k in ("images", "labels")})
 
 
 def run_epoch(model: nn.Module, optimizer, data: LabelledImages, batch_size: int,
@@ -149,7 +155,8 @@ def fit(model: nn.Module, optimizer, epochs: int, epoch_fn: Callable[[int], dict
     wall seconds added. If a value named in ``nan_keys`` is not finite, the weights are put back
     to the last finite epoch, a warning is issued, and ``diverged`` is True. With ``resume``, the
     model, optimizer, generator and history are saved atomically after every epoch, and a
-    restarted run continues from the last saved epoch (``extra_generators``, e.g. NegGrad+'s
+    restarted run continues from the last saved epoch; a file whose ``resume_key`` differs (another
+    config, seed, data or starting weights) is refused (``extra_generators``, e.g. NegGrad+'s
     forget stream, are saved and restored with ``generator``).
     """
     gens = (generator, *extra_generators)
@@ -240,7 +247,8 @@ def train(model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
                         lr_at=lambda step: lr(epoch, step), fast=cfg.fast, amp=cfg.amp)
         return {"loss": row["loss"], "acc": correct / len(data)}
 
-    key = config_hash({"train": hashable_config(cfg), "seed": seed, "n": len(data)})
+    key = config_hash({"train": hashable_config(cfg), "seed": seed, "data": data_digest(data),
+                       "start": payload_digest(model.state_dict())})
     with fwd:
         fwd.warmup(data, batch_sizes(len(data), cfg.batch_size), cfg.fast, cfg.amp)
         history, diverged = fit(model, opt, cfg.epochs, epoch_fn, gen, resume=resume,

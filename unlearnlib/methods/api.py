@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn as nn
 
-from ..checkpoints import check_model_split
+from ..checkpoints import check_model_classes, check_model_split
 from ..presets import load_preset
 from ..runtime import device_of, sync
 from ..splits import validate_seed
@@ -28,6 +28,21 @@ class UnlearnResult:
     diverged: bool = False        # a loss went non-finite: weights are the last finite epoch's
     rewound_epoch: int | None = None  # SCRUB+R: the epoch returned
     compile_seconds: float = 0.0  # seconds spent compiling (config ``compile``), not in ``seconds``
+
+
+def _check_data(model: nn.Module, split) -> None:
+    """Finite pixels and labels within the model's classes in retain and forget, before compute."""
+    from ..train import predict_logits
+    n_classes = predict_logits(model, split.retain.images[:1]).shape[1] if len(split.retain) else None
+    for name in ("retain", "forget"):
+        d = getattr(split, name)
+        if d.images.is_floating_point():
+            bad = int((~torch.isfinite(d.images)).sum())
+            if bad:
+                raise ValueError(f"the {name} set has {bad} non-finite pixel value(s) (NaN or inf)")
+        if len(d) and (int(d.labels.min()) < 0 or (n_classes is not None and int(d.labels.max()) >= n_classes)):
+            raise ValueError(f"the {name} labels must lie in [0, {n_classes}) for this {n_classes}-class model, "
+                             f"got values from {int(d.labels.min())} to {int(d.labels.max())}")
 
 
 def unlearn(method: str, model: nn.Module, split, config=None, *, seed: int | None = None,
@@ -53,6 +68,8 @@ def unlearn(method: str, model: nn.Module, split, config=None, *, seed: int | No
     cfg = default_config(method, **overrides)
     if meta is not None:
         check_model_split(meta, split, "to unlearn")
+    check_model_classes(model, split, "to unlearn")
+    _check_data(model, split)
     seed = validate_seed(split.seed if seed is None else seed)
     for name in ("retain", "forget"):
         if len(getattr(split, name)) == 0:
@@ -60,7 +77,9 @@ def unlearn(method: str, model: nn.Module, split, config=None, *, seed: int | No
     if rec.check is not None:
         rec.check(model)
     dev = device_of(model)
-    sets = Sets(*(getattr(split, n).to(dev) for n in ("retain", "forget", "test")))
+    val = getattr(split, "validation", None)
+    sets = Sets(*(getattr(split, n).to(dev) for n in ("retain", "forget", "test")),
+                validation=val.to(dev) if val is not None else None)
     work = copy.deepcopy(model)
     if dev.type == "cuda" and cfg.fast:  # a checkpoint loads contiguous; the fast path is channels_last
         work = work.to(memory_format=torch.channels_last)

@@ -33,10 +33,12 @@ __all__ = ["Method", "METHODS", "register", "get_method", "method_names", "defau
 
 
 class Sets(NamedTuple):
-    """The split's sets on the model's device."""
+    """The split's sets on the model's device. Choices (SCRUB+R's rewind) read ``validation``,
+    never ``test``; ``validation`` is None when the split has none."""
     retain: LabelledImages
     forget: LabelledImages
     test: LabelledImages
+    validation: LabelledImages | None = None
 
 
 class Context(NamedTuple):
@@ -132,9 +134,13 @@ def method_config(method: str, profile: str | None = None, scenario: str | None 
                                             train_recipe=rec.train_recipe, preset=preset, overrides=overrides))
 
 
-def resume_key(cfg, seed: int, sets) -> str:
-    """What a resume file must match to be continued: the config, the seed and the set sizes."""
-    return config_hash({"cfg": hashable_config(cfg), "seed": seed, "n": [len(s) for s in sets]})
+def resume_key(cfg, seed: int, sets, model: nn.Module) -> str:
+    """What a resume file must match to be continued: the config, the seed, the data (labels and
+    pixels of ``sets``) and ``model``'s starting weights."""
+    from ..data import payload_digest
+    from ..train import data_digest
+    return config_hash({"cfg": hashable_config(cfg), "seed": seed, "data": data_digest(*[s for s in sets if s is not None]),
+                        "start": payload_digest(model.state_dict())})
 
 
 def error(model: nn.Module, data: LabelledImages) -> torch.Tensor:

@@ -95,6 +95,7 @@ def simple_loop(model, data, cfg, ctx, objective, paired=None, paired_batch_size
     gen = make_generator(ctx.seed, device_of(model))
     pgen = make_generator(ctx.seed + 7919, device_of(model)) if paired is not None else None
     fwd = Forward(model, mode=cfg.compile)
+    key = resume_key(cfg, ctx.seed, [data] + ([paired] if paired is not None else []), model)
 
     def epoch_fn(_):
         model.train()
@@ -108,7 +109,7 @@ def simple_loop(model, data, cfg, ctx, objective, paired=None, paired_batch_size
     with fwd:
         fwd.warmup(max(data, paired if paired is not None else data, key=len), sizes, cfg.fast)
         history, diverged = fit(model, opt, cfg.epochs, epoch_fn, gen, resume=ctx.resume,
-                                resume_key=resume_key(cfg, ctx.seed, [data]), on_epoch_end=ctx.on_epoch_end,
+                                resume_key=key, on_epoch_end=ctx.on_epoch_end,
                                 extra_generators=(pgen,) if pgen is not None else ())
     return Outcome(model, history, diverged, None, fwd.compile_seconds)
 

@@ -41,7 +41,7 @@ class ScrubConfig:
     gamma: float = 1.0            # weight of CE(x_r) in the min-step, eq. (5)
     T: float = 4.0                # distillation temperature of d, eq. (4)
     beta: float = 0.0             # weight of the feature term, eqs. (6)/(7); 0 for vanilla SCRUB
-    rewind: bool = False          # SCRUB+R: return the epoch whose forget error is closest to test error
+    rewind: bool = False          # SCRUB+R: return the epoch whose forget error is closest to the validation error
     cache_teacher: bool = True    # precompute the frozen teacher's outputs once (exact: no augmentation)
     fast: bool = True             # CUDA only: bf16 autocast, fused SGD
     compile: str = "off"          # torch.compile mode of the student's forward (config.COMPILE_MODES)
@@ -134,8 +134,12 @@ def scrub_terms(fwd, teacher: Teacher, name: str, b, cfg: ScrubConfig):
 
 def run_scrub(model, sets, cfg: ScrubConfig, ctx) -> Outcome:
     """Algorithm 1: ``epochs`` min-epochs on D_r, the first ``max_steps`` preceded by a max-epoch
-    on D_f; with ``rewind`` (SCRUB+R), the epoch whose forget error is closest to the test error."""
-    retain, forget, test = sets
+    on D_f; with ``rewind`` (SCRUB+R), the epoch whose forget error is closest to the error on the
+    validation set (never the reported test set)."""
+    retain, forget, validation = sets.retain, sets.forget, sets.validation
+    if cfg.rewind and validation is None:
+        raise ValueError("SCRUB+R (rewind=True) needs a validation set to choose the epoch; this split has none")
+    key = resume_key(cfg, ctx.seed, sets, model)
     teacher = Teacher(model, cfg, {"retain": retain, "forget": forget})
     student = model  # already a copy of the original
     opt = make_optimizer(student, cfg.lr, cfg.momentum, cfg.weight_decay, fast=cfg.fast)
@@ -164,7 +168,7 @@ def run_scrub(model, sets, cfg: ScrubConfig, ctx) -> Outcome:
         if cfg.rewind:
             student.eval()
             row["forget_error"] = error(student, forget)
-            row["test_error"] = error(student, test)
+            row["validation_error"] = error(student, validation)
             states.append({k: v.detach().clone() for k, v in student.state_dict().items()})
         return row
 
@@ -174,11 +178,11 @@ def run_scrub(model, sets, cfg: ScrubConfig, ctx) -> Outcome:
     with fwd:
         fwd.warmup(max(retain, forget, key=len), sizes, cfg.fast)
         history, diverged = fit(student, opt, cfg.epochs, epoch_fn, gen, resume=ctx.resume,
-                                resume_key=resume_key(cfg, ctx.seed, sets), on_epoch_end=ctx.on_epoch_end,
+                                resume_key=key, on_epoch_end=ctx.on_epoch_end,
                                 nan_keys=("max_loss", "min_loss"))
     rewound = None
     if cfg.rewind and states and not diverged:
-        gaps = [abs(h["forget_error"] - h["test_error"]) for h in history[-len(states):]]
+        gaps = [abs(h["forget_error"] - h["validation_error"]) for h in history[-len(states):]]
         best = min(range(len(gaps)), key=gaps.__getitem__)
         student.load_state_dict(states[best])
         rewound = history[-len(states) + best]["epoch"]
