@@ -69,7 +69,7 @@ def test_three_sd_shift_scores_lower_in_both_directions_k8(direction):
     assert forgetting_quality(eps, 8) == 0.125
 
 
-def test_one_sd_shift_k32_and_full_separation():
+def test_one_and_three_sd_shifts_k32_and_full_separation():
     r = np.arange(32.0)  # population std 9.2331
     # u = r + 9.2331: the best attack (single threshold, t in (30.23, 31]) leaves 11 of 32
     # retrained values above t and 1 unlearned value below: FPR = 11/32 and FNR = 1/32 for the
@@ -78,6 +78,14 @@ def test_one_sd_shift_k32_and_full_separation():
     eps = epsilons(_columns(r + r.std()), _columns(r))
     assert eps == pytest.approx([math.log((11 / 32 - DELTA) / (1 / 32))] * 3, rel=1e-6)
     assert forgetting_quality(eps, 32) == 0.0625
+    # u = r +- 3 sd = r +- 27.699: a threshold in (28, 28.699] leaves 3 of 32 retrained values above
+    # it and 1 of 32 unlearned values below: FPR = 3/32, FNR = 1/32, and the larger term is
+    # log(1 - delta - 3/32) - log(1/32) = log(28.99968) = 3.36728 (the mirror pair when the shift is
+    # negative). Bucket [3, 3.5) is index 6, worth 1/64.
+    for direction in (+1, -1):
+        eps = epsilons(_columns(r + direction * 3 * r.std()), _columns(r))
+        assert eps == pytest.approx([math.log((29 / 32 - DELTA) / (1 / 32))] * 3, rel=1e-6)
+        assert forgetting_quality(eps, 32) == 1 / 64
     # every unlearned value above every retrained one: FPR = FNR = 0 at some threshold, epsilon
     # infinite, capped at 50, beyond the last bucket (4): worth 0
     eps = epsilons(_columns(r + 100), _columns(r))

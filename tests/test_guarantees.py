@@ -1,4 +1,5 @@
 """The robustness cases of the Guarantees section that other test files do not already cover."""
+import re
 import subprocess
 import sys
 import textwrap
@@ -194,3 +195,18 @@ def test_a_new_original_model_invalidates_its_unlearned_models(tmp_path, tiny_pr
     assert len(rows) == 6  # original, retrain and finetune were all redone for the new recipe
     second = {r["method"]: r["config_hash"] for r in rows[3:]}
     assert all(first[m] != second[m] for m in ("original", "retrain", "finetune"))
+
+
+@pytest.mark.parametrize("argv,msg", [
+    (["train", "--seed", "-1"], "seed must be a non-negative integer, got -1"),
+    (["train", "--data-dir", "/no/such/folder"], "data_dir '/no/such/folder' is not a folder"),
+    (["run-all", "--seeds", "0", "-2"], r"--seeds must be non-negative integers, got \[0, -2\]"),
+    (["repair-results", "/no/such/results.jsonl"], "no results file at"),
+])
+def test_cli_bad_values_are_usage_errors_not_tracebacks(argv, msg, capsys):
+    from unlearnlib.cli import main
+    with pytest.raises(SystemExit) as e:
+        main(argv)
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert "usage: python -m unlearnlib" in err and re.search(msg, err) and "Traceback" not in err

@@ -94,6 +94,7 @@ def methods_cmd() -> int:
 
 
 def main(argv=None) -> int:
+    from .data import DataError
     from .profiles import PROFILES
     from .splits import SCENARIOS
     profiles, scenarios = list(PROFILES), list(SCENARIOS)
@@ -126,6 +127,15 @@ def main(argv=None) -> int:
     b = sub.add_parser("bench", help="speed benchmark (see unlearnlib.bench)")
     b.add_argument("rest", nargs=argparse.REMAINDER)
     args = ap.parse_args(argv)
+    try:
+        return _dispatch(ap, args)
+    except (ValueError, OSError, DataError) as e:  # bad values, missing files or data: a usage error
+        ap.error(str(e))
+
+
+def _dispatch(ap, args) -> int:
+    if getattr(args, "seeds", None) is not None and any(s < 0 for s in args.seeds):
+        ap.error(f"--seeds must be non-negative integers, got {args.seeds}")
     if args.cmd == "run-all":
         if args.workers < 1:
             ap.error(f"--workers must be >= 1, got {args.workers}")
