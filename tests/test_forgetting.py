@@ -126,14 +126,14 @@ def test_bad_input_is_refused(call, msg):
         call()
 
 
-@pytest.mark.slow
-def test_on_real_models_original_scores_zero_and_identical_models_score_one(rb_quick, original_rb, retrain_rb):
-    from unlearnlib.methods import method_config, unlearn
-    cfg = method_config("retrain", "quick", "rb")
-    retrained = [retrain_rb.model] + [unlearn("retrain", original_rb, rb_quick, cfg, seed=s).model for s in (1, 2)]
-    same = few_model_score(retrained, retrained, rb_quick)
+def test_on_real_models_copies_score_zero_and_identical_groups_score_one(rb_quick, original_rb):
+    """Any three models stand in for the retrained group here: what is checked is the data path
+    from models to F (logits -> confidences -> epsilons -> buckets)."""
+    from unlearnlib.methods import unlearn
+    others = [unlearn("neggrad", original_rb, rb_quick, lr=lr, epochs=1).model for lr in (1e-3, 3e-3, 1e-2)]
+    same = few_model_score(others, others, rb_quick)
     assert same["F"] == 1.0 and same["score"] == pytest.approx(1.0)
     # three copies of the original: a spread of 0 on every example, the peaky cap: F = 0
-    orig = few_model_score([original_rb] * 3, retrained, rb_quick)
+    orig = few_model_score([original_rb] * 3, others, rb_quick)
     assert orig["F"] == 0.0 and orig["capped_eps_fraction"] == 1.0
     assert orig["K"] == 3 and len(orig["epsilons"]) == len(rb_quick.forget)

@@ -210,3 +210,16 @@ def test_cli_bad_values_are_usage_errors_not_tracebacks(argv, msg, capsys):
     assert e.value.code == 2
     err = capsys.readouterr().err
     assert "usage: python -m unlearnlib" in err and re.search(msg, err) and "Traceback" not in err
+
+
+def test_a_damaged_checkpoint_in_a_run_folder_is_trained_again_with_a_warning(tmp_path, tiny_profile):
+    from unlearnlib.study import get_original
+    model, _, meta = get_original("rb", 0, "quick", tmp_path)
+    (path,) = (tmp_path / "checkpoints").glob("*original.safetensors")
+    raw = bytearray(path.read_bytes())
+    raw[-200:] = bytes(b ^ 0xFF for b in raw[-200:])  # inside the tensor data
+    path.write_bytes(bytes(raw))
+    with pytest.warns(UserWarning, match=f"checkpoint {path} is damaged.*training it again"):
+        again, _, meta2 = get_original("rb", 0, "quick", tmp_path)
+    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), again.state_dict().values()))
+    assert meta2["payload_sha256"] == meta["payload_sha256"]

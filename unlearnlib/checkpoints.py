@@ -16,13 +16,17 @@ import torch.nn as nn
 from .io import atomic_write_bytes, git_commit, versions
 
 __all__ = ["save_checkpoint", "load_checkpoint", "read_metadata", "check_model_split", "check_model_classes",
-           "CheckpointMismatch"]
+           "CheckpointMismatch", "CheckpointDamaged"]
 
 REQUIRED = ("arch", "width", "num_classes", "dataset", "split_fingerprint")
 
 
 class CheckpointMismatch(ValueError):
     """A checkpoint's metadata differs from what the caller expects."""
+
+
+class CheckpointDamaged(ValueError):
+    """A checkpoint's tensors do not match the checksum stored with them (or it has none)."""
 
 
 def save_checkpoint(path, model: nn.Module, **meta) -> Path:
@@ -83,11 +87,11 @@ def load_checkpoint(path, expect: dict | None = None, device="cpu") -> tuple[nn.
     from .data import payload_digest
     state = load_file(str(path))
     if meta.get("payload_sha256") is None:
-        raise ValueError(f"checkpoint {path} has no payload checksum (written by an older unlearnlib): "
-                         f"train the model again, or delete the file")
+        raise CheckpointDamaged(f"checkpoint {path} has no payload checksum (written by an older unlearnlib): "
+                                f"train the model again, or delete the file")
     if payload_digest(state) != meta["payload_sha256"]:
-        raise ValueError(f"checkpoint {path} is damaged: its tensors do not match the sha256 stored with "
-                         f"them; delete it (the study trains it again)")
+        raise CheckpointDamaged(f"checkpoint {path} is damaged: its tensors do not match the sha256 stored "
+                                f"with them; delete it (the study trains it again)")
     model = build_model(meta["arch"], meta["num_classes"], meta["width"])
     model.load_state_dict(state)
     return model.to(device).eval(), meta

@@ -28,7 +28,7 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
-from .checkpoints import CheckpointMismatch, load_checkpoint, save_checkpoint
+from .checkpoints import CheckpointDamaged, CheckpointMismatch, load_checkpoint, save_checkpoint
 from .config import check_config, hashable_config
 from .io import config_hash, git_commit, versions
 from .methods import get_method, method_config, method_names, unlearn
@@ -65,7 +65,7 @@ def _load_if_matching(path: Path, expect: dict, device):
         return None
     try:
         return load_checkpoint(path, expect=expect, device=device)
-    except CheckpointMismatch as e:
+    except (CheckpointMismatch, CheckpointDamaged) as e:  # never used: rebuilt from its source
         warnings.warn(f"{e}; training it again", stacklevel=3)
         return None
 
