@@ -116,14 +116,16 @@ def check_model_split(meta: dict | None, split, action: str) -> None:
             f"data {getattr(split, 'data_source', '') or 'not recorded'})")
 
 
-def check_model_classes(model, split, action: str) -> None:
+def check_model_classes(model, split, action: str) -> int | None:
     """Refuse a model whose output has another number of classes than ``split`` (one image, eval
-    mode, no state change); works without any metadata."""
-    n = getattr(split, "num_classes", None)
-    if n is None or len(split.retain) == 0:
-        return
+    mode, no state change); works without any metadata. Returns the model's class count (None for
+    an empty retain set)."""
+    if len(split.retain) == 0:
+        return None
     from .train import predict_logits
     got = predict_logits(model, split.retain.images[:1]).shape[1]
-    if got != n:
+    n = getattr(split, "num_classes", None)
+    if n is not None and got != n:
         raise CheckpointMismatch(f"refusing {action}: the model outputs {got} classes, but this split "
                                  f"({getattr(split, 'dataset', '?')}) has {n}")
+    return got

@@ -247,8 +247,9 @@ def train(model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
                         lr_at=lambda step: lr(epoch, step), fast=cfg.fast, amp=cfg.amp)
         return {"loss": row["loss"], "acc": correct / len(data)}
 
-    key = config_hash({"train": hashable_config(cfg), "seed": seed, "data": data_digest(data),
-                       "start": payload_digest(model.state_dict())})
+    # only a resumable run needs the key (it hashes the data and the starting weights)
+    key = "" if resume is None else config_hash({"train": hashable_config(cfg), "seed": seed,
+                                                 "data": data_digest(data), "start": payload_digest(model.state_dict())})
     with fwd:
         fwd.warmup(data, batch_sizes(len(data), cfg.batch_size), cfg.fast, cfg.amp)
         history, diverged = fit(model, opt, cfg.epochs, epoch_fn, gen, resume=resume,

@@ -30,10 +30,8 @@ class UnlearnResult:
     compile_seconds: float = 0.0  # seconds spent compiling (config ``compile``), not in ``seconds``
 
 
-def _check_data(model: nn.Module, split) -> None:
-    """Finite pixels and labels within the model's classes in retain and forget, before compute."""
-    from ..train import predict_logits
-    n_classes = predict_logits(model, split.retain.images[:1]).shape[1] if len(split.retain) else None
+def _check_data(split, n_classes: int | None) -> None:
+    """Finite pixels and labels within the model's ``n_classes`` in retain and forget, before compute."""
     for name in ("retain", "forget"):
         d = getattr(split, name)
         if d.images.is_floating_point():
@@ -68,8 +66,7 @@ def unlearn(method: str, model: nn.Module, split, config=None, *, seed: int | No
     cfg = default_config(method, **overrides)
     if meta is not None:
         check_model_split(meta, split, "to unlearn")
-    check_model_classes(model, split, "to unlearn")
-    _check_data(model, split)
+    _check_data(split, check_model_classes(model, split, "to unlearn"))
     seed = validate_seed(split.seed if seed is None else seed)
     for name in ("retain", "forget"):
         if len(getattr(split, name)) == 0:

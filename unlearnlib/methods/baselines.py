@@ -95,7 +95,7 @@ def simple_loop(model, data, cfg, ctx, objective, paired=None, paired_batch_size
     gen = make_generator(ctx.seed, device_of(model))
     pgen = make_generator(ctx.seed + 7919, device_of(model)) if paired is not None else None
     fwd = Forward(model, mode=cfg.compile)
-    key = resume_key(cfg, ctx.seed, [data] + ([paired] if paired is not None else []), model)
+    key = "" if ctx.resume is None else resume_key(cfg, ctx.seed, [data] + ([paired] if paired is not None else []), model)
 
     def epoch_fn(_):
         model.train()

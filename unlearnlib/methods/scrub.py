@@ -139,7 +139,7 @@ def run_scrub(model, sets, cfg: ScrubConfig, ctx) -> Outcome:
     retain, forget, validation = sets.retain, sets.forget, sets.validation
     if cfg.rewind and validation is None:
         raise ValueError("SCRUB+R (rewind=True) needs a validation set to choose the epoch; this split has none")
-    key = resume_key(cfg, ctx.seed, sets, model)
+    key = "" if ctx.resume is None else resume_key(cfg, ctx.seed, sets, model)
     teacher = Teacher(model, cfg, {"retain": retain, "forget": forget})
     student = model  # already a copy of the original
     opt = make_optimizer(student, cfg.lr, cfg.momentum, cfg.weight_decay, fast=cfg.fast)
