@@ -116,3 +116,37 @@ def test_non_finite_outputs_are_named_not_passed_to_the_attacks(rb_quick):
         m.fc.weight.fill_(float("nan"))
     with pytest.raises(ValueError, match="the model's outputs are not finite on the retain, forget, test"):
         evaluate(m, rb_quick)
+
+
+def test_tuning_grid_is_multiples_of_the_official_lr_and_scrub_max_steps():
+    from unlearnlib.study import tuning_grid
+    assert tuning_grid("scrub", "quick", "rb") == []  # quick reports official settings only
+    assert tuning_grid("retrain", "paper-cpu", "rb") == []
+    assert tuning_grid("finetune", "paper-cpu", "rb") == [{"lr": 0.04}, {"lr": 0.12}, {"lr": 0.4}]
+    assert tuning_grid("scrub_attention", "paper-cpu", "rb") == [
+        {"lr": lr, "max_steps": m} for lr in (5e-4, 1.5e-3, 5e-3) for m in (3, 5)]
+    assert tuning_grid("scrub", "paper-cpu", "rc") == [{"lr": lr, "max_steps": 2} for lr in (5e-4, 5e-3)]
+
+
+def test_select_beta_reads_validation_only_and_refuses_collapsed_models():
+    from unlearnlib.study import select_beta
+    rows = [{"method": "scrub_attention", "beta": b, "avg_gap_val": v, "avg_gap": t, "gap_retain_acc": g, "seed": s}
+            for b, v, t, g in ((1.0, 0.10, 0.01, 0.0), (100.0, 0.05, 0.30, 0.01), (1000.0, 0.07, 0.00, 0.0),
+                               (3000.0, 0.01, 0.00, 0.5)) for s in (0, 1)]
+    assert select_beta(rows) == {"scrub_attention": {"beta": 100.0, "avg_gap_val": 0.05, "n_seeds": 2}}
+    with pytest.raises(ValueError, match="no beta keeps retain accuracy"):
+        select_beta([r for r in rows if r["beta"] == 3000.0])
+
+
+def test_method_table_keeps_official_and_tuned_rows_apart():
+    from unlearnlib.report import method_table
+    rows = [{"method": m, "variant": v, "seed": s, "forget_acc": f}
+            for m, v, f in (("original", "official", 1.0), ("original", "tuned", 1.0), ("retrain", "official", 0.5),
+                            ("retrain", "tuned", 0.5), ("scrub", "official", 0.9), ("scrub", "tuned", 0.6))
+            for s in (0, 1)]
+    t = method_table(rows, ["forget_acc"])
+    assert [r["label"] for r in t] == ["Original", "Retrain", "SCRUB (official settings)", "SCRUB (tuned on validation)"]
+    assert [r["n"] for r in t] == [2, 2, 2, 2]
+    assert [r["forget_acc_mean"] for r in t] == pytest.approx([1.0, 0.5, 0.9, 0.6])
+    one = method_table([r for r in rows if r["variant"] == "official"], ["forget_acc"])
+    assert [r["label"] for r in one] == ["Original", "Retrain", "SCRUB"]

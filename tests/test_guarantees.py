@@ -1,4 +1,5 @@
 """The robustness cases of the Guarantees section that other test files do not already cover."""
+import dataclasses
 import re
 import subprocess
 import sys
@@ -223,3 +224,25 @@ def test_a_damaged_checkpoint_in_a_run_folder_is_trained_again_with_a_warning(tm
         again, _, meta2 = get_original("rb", 0, "quick", tmp_path)
     assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), again.state_dict().values()))
     assert meta2["payload_sha256"] == meta["payload_sha256"]
+
+
+def test_tuning_picks_by_validation_and_tuned_rows_reuse_the_grid(tmp_path, tiny_profile, monkeypatch):
+    """tune() scores each grid point against Retrain on seed 0 and keeps the smallest validation
+    Avg. Gap; the tuned rows of run_scenario then reuse the grid's stored rows (nothing new is
+    trained for seed 0), and the returned rows carry their variant."""
+    from unlearnlib.study import run_scenario, tune
+    monkeypatch.setitem(profiles.PROFILES, "quick", dataclasses.replace(tiny_profile, tune={"lr_factors": {"rb": (1.0, 3.0)}}))
+    # the 2-epoch tiny original is far from fitting, so every point's retain accuracy moves: no guard here
+    picked = tune("rb", "quick", tmp_path, methods=["finetune"], progress=False, tolerance=1.0)
+    grid = picked["finetune"]["grid"]
+    assert [p for p, _ in grid] == [{"lr": 0.04}, {"lr": 0.12}]
+    assert picked["finetune"]["avg_gap_val"] == min(g for _, g in grid)
+    stored = ResultsStore(tmp_path / "results.jsonl").rows()
+    assert sorted(r["variant"] for r in stored if r["method"] == "finetune") == ["grid", "grid"]
+    ckpts = sorted(p.name for p in (tmp_path / "checkpoints").iterdir())
+    rows = run_scenario("rb", [0], "quick", methods=["finetune"], run_dir=tmp_path, progress=False,
+                        overrides={"finetune": picked["finetune"]["overrides"]}, variant="tuned", tag_config=True)
+    assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == ckpts
+    assert {r["variant"] for r in rows} == {"tuned"} and len(rows) == 3
+    ft = next(r for r in rows if r["method"] == "finetune")
+    assert ft["avg_gap_val"] == picked["finetune"]["avg_gap_val"]

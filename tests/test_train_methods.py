@@ -144,16 +144,63 @@ def test_retrain_forget_accuracy_is_near_its_test_accuracy(rb_quick, retrain_rb,
     assert abs(f - t) < 0.2 and f < accuracy(original_rb, rb_quick.forget) - 0.4
 
 
-def test_rewind_returns_the_epoch_the_rule_picks(rb_quick, original_rb):
-    """SCRUB+R returns the epoch whose forget error is closest to its validation error, with that
-    epoch's weights (checked by measuring the returned model again)."""
-    res = unlearn("scrub", original_rb, rb_quick, epochs=4, max_steps=2, lr=2e-2, rewind=True)
-    gaps = [abs(h["forget_error"] - h["validation_error"]) for h in res.history]
-    assert len(gaps) == 4 and len(set(gaps)) > 1, gaps  # the rule has something to choose from
-    assert res.rewound_epoch == 1 + min(range(4), key=gaps.__getitem__)
-    h = res.history[res.rewound_epoch - 1]
-    assert 1 - accuracy(res.model, rb_quick.forget) == pytest.approx(h["forget_error"], abs=1e-6)
-    assert 1 - accuracy(res.model, rb_quick.validation) == pytest.approx(h["validation_error"], abs=1e-6)
+def test_rewind_follows_the_official_rule(rb_quick, original_rb):
+    """SCRUB+R (official MIA_experiments.ipynb): the reference is the *final* model's error on the
+    validation images of the forget classes; candidates are the start and every epoch; the one whose
+    forget error is closest is returned, with its weights (checked by measuring it again)."""
+    from unlearnlib.methods.scrub import forget_class_validation
+    kw = dict(epochs=4, max_steps=2, lr=2e-2, lr_decay_epochs=[], rewind=True)
+    res = unlearn("scrub", original_rb, rb_quick, **kw)
+    final = unlearn("scrub", original_rb, rb_quick, **{**kw, "rewind": False}).model
+    ref_set = forget_class_validation(rb_quick.validation, rb_quick.forget)
+    assert len(ref_set) == len(rb_quick.validation)  # RB forgets from every class
+    reference = 1 - accuracy(final, ref_set)
+    assert res.history[-1]["rewind_reference_error"] == pytest.approx(reference, abs=1e-6)
+    errors = [1 - accuracy(original_rb, rb_quick.forget)] + [h["forget_error"] for h in res.history]
+    gaps = [abs(e - reference) for e in errors]
+    assert len(gaps) == 5 and len(set(gaps)) > 1, gaps  # the rule has something to choose from
+    assert res.rewound_epoch == min(range(5), key=gaps.__getitem__)
+    assert 1 - accuracy(res.model, rb_quick.forget) == pytest.approx(errors[res.rewound_epoch], abs=1e-6)
+
+
+def test_rewind_reference_is_the_forget_classes_validation_images(rb_quick):
+    from unlearnlib.data import LabelledImages
+    from unlearnlib.methods.scrub import forget_class_validation
+    forget = LabelledImages(rb_quick.forget.images[:3], torch.tensor([0, 1, 1]))
+    sub = forget_class_validation(rb_quick.validation, forget)
+    assert set(sub.labels.tolist()) == {0, 1}
+    assert len(sub) == int(torch.isin(rb_quick.validation.labels, torch.tensor([0, 1])).sum())
+    with pytest.raises(ValueError, match="no image of the forget classes"):
+        forget_class_validation(LabelledImages(rb_quick.validation.images[:2], torch.tensor([5, 5])), forget)
+
+
+def test_scrub_lr_decay_matches_the_official_adjust_learning_rate():
+    """RepDistiller adjust_learning_rate(epoch) with epochs from 1: CIFAR-10 [3, 5, 9] x 0.1 gives
+    5e-4, 5e-4, 5e-4, 5e-5, 5e-5; the confusion test's [7, 10, 10] decays after epoch 7 only."""
+    from unlearnlib.methods.scrub import scrub_lr
+    rb = method_config("scrub", "paper", "rb")
+    assert [scrub_lr(rb, e) for e in range(1, 6)] == pytest.approx([5e-4, 5e-4, 5e-4, 5e-5, 5e-5])
+    rc = method_config("scrub", "paper", "rc")
+    assert [scrub_lr(rc, e) for e in range(1, 11)] == pytest.approx([5e-4] * 7 + [5e-5] * 3)
+    assert scrub_lr(default_config("scrub", lr_decay_epochs=[1, 2], lr=1.0, lr_decay_rate=0.5), 4) == 0.25
+
+
+def test_scrub_runs_each_epoch_at_its_decayed_lr(rb_quick, original_rb):
+    res = unlearn("scrub", original_rb, rb_quick, epochs=5, max_steps=1, lr=1e-3)
+    assert [h["lr"] for h in res.history] == pytest.approx([1e-3, 1e-3, 1e-3, 1e-4, 1e-4])
+
+
+def test_per_scenario_official_settings_resolve_for_every_method():
+    ft_rb, ft_rc = method_config("finetune", None, "rb"), method_config("finetune", None, "rc")
+    assert (ft_rb.lr, ft_rb.momentum, ft_rb.weight_decay, ft_rb.epochs, ft_rb.batch_size) == (0.04, 0.0, 0.0, 10, 32)
+    assert (ft_rc.lr, ft_rc.batch_size) == (0.01, 64)
+    ng_rb, ng_rc = method_config("neggrad_plus", None, "rb"), method_config("neggrad_plus", None, "rc")
+    assert (ng_rb.alpha, ng_rb.lr, ng_rb.epochs, ng_rb.momentum, ng_rb.batch_size, ng_rb.forget_batch_size) == \
+        (0.9999, 0.01, 5, 0.0, 32, 16)
+    assert (ng_rc.epochs, ng_rc.batch_size, ng_rc.forget_batch_size) == (10, 128, 32)
+    sc_rc = method_config("scrub_similarity", None, "rc")
+    assert (sc_rc.alpha, sc_rc.T, sc_rc.max_steps, sc_rc.epochs) == (0.01, 2.0, 2, 10)
+    assert method_config("scrub", None, "rc", alpha=0.3).alpha == 0.3  # the caller still wins
 
 
 @pytest.mark.parametrize("method,kw,msg", [
@@ -165,6 +212,7 @@ def test_rewind_returns_the_epoch_the_rule_picks(rb_quick, original_rb):
     ("scrub", {"T": 0.0}, r"ScrubConfig.T must be a number in \(0, 100\], got 0.0"),
     ("scrub", {"momentum": 1.0}, r"ScrubConfig.momentum must be a number in \[0, 1\), got 1.0"),
     ("scrub", {"rewind": "yes"}, "must be True or False"),
+    ("scrub", {"lr_decay_epochs": [3, -1]}, r"ScrubConfig.lr_decay_epochs must be a list of integers in \[0, 10000\], got \[3, -1\]"),
     ("finetune", {"batch_size": 0}, r"FinetuneConfig.batch_size must be an integer in \[1, 1000000\], got 0"),
     ("neggrad_plus", {"alpha": 1.5}, r"NegGradPlusConfig.alpha must be a number in \[0, 1\], got 1.5"),
     ("scrub_attention", {"layers": "layer4"}, "non-empty sequence of layer names"),

@@ -42,9 +42,17 @@ def run_all(profile: str, run_dir: str | None, data_dir: str | None, seeds: list
             params["seeds"] = seeds
         if workers != 1 and name in ("02_rb_cifar10", "03_rc_scrub", "06_privacy"):
             params["workers"] = workers
+        if name == "07_sweep" and get_profile(profile).tune:
+            # this profile's notebooks 02/03 already pick each method's settings from a grid on
+            # validation (the "tuned" rows); the separate Ray lr sweep would repeat that work
+            print(f"07_sweep skipped: profile {profile!r} tunes on validation in notebooks 02/03")
+            continue
+        # the notebook's own output (one progress line per model: original, Retrain, each method)
+        # is streamed to this terminal as it runs, so a long notebook never sits silent
+        print(f"\n=== {name} ({profile}) ===", flush=True)
         pm.execute_notebook(str(src / f"{name}.ipynb"), str(out_nb / f"{name}.ipynb"),
                             parameters=params, cwd=str(src), progress_bar=False,
-                            kernel_name=kernel)
+                            kernel_name=kernel, stdout_file=sys.stdout, stderr_file=sys.stderr)
     secs = time.perf_counter() - t0
     print(f"\nrun-all ({profile}) finished in {secs / 60:.1f} min")
     print(f"  executed notebooks: {out_nb}")

@@ -105,3 +105,9 @@ def check_config(cfg) -> None:
                 raise ValueError(f"{cls}.{f.name} must be a string, got {v!r}")
             if f.name in choices and v not in choices[f.name]:
                 raise ValueError(f"{f.name} {v!r} is not one of {', '.join(choices[f.name])}")
+        elif isinstance(default, tuple) and default and all(isinstance(x, int) for x in default):
+            # a list of epochs (e.g. ScrubConfig.lr_decay_epochs): integers in the field's range
+            interval = ranges.get(f.name, "[0, 10000]")
+            if (not isinstance(v, (list, tuple)) or not all(isinstance(x, int) and not isinstance(x, bool)
+                                                            and _inside(x, interval) for x in v)):
+                raise ValueError(f"{cls}.{f.name} must be a list of integers in {interval}, got {v!r}")

@@ -44,7 +44,7 @@ def check_parameters(namespace: dict, before: set, declared) -> dict:
 
     ``declared`` holds the names the parameters cell defines. Unknown injected names and a bad
     value of any known parameter (scenario(s), profile, seed(s), workers, methods, n_images, lrs,
-    preset) raise ``ValueError`` naming the value and what is allowed.
+    betas, preset) raise ``ValueError`` naming the value and what is allowed.
     """
     declared = {n for n in declared if not n.startswith("_")}  # IPython's _i3, _ and the notebook's _before
     unknown = sorted(n for n in set(namespace) - before - declared if not n.startswith("_"))
@@ -71,6 +71,14 @@ def check_parameters(namespace: dict, before: set, declared) -> dict:
             if isinstance(v, str) or not isinstance(v, (list, tuple)) or not v or not all(map(ok, v)):
                 raise ValueError(f"{key} must be a non-empty list of {allowed}, got {v!r}")
             p[key] = list(v)
+    if "tuned" in p and not isinstance(p["tuned"], bool):
+        raise ValueError(f"tuned must be True or False, got {p['tuned']!r}")
+    if p.get("betas") is not None:
+        v = p["betas"]
+        if isinstance(v, str) or not isinstance(v, (list, tuple)) or not all(
+                isinstance(x, (int, float)) and not isinstance(x, bool) and 0 <= x <= 1e6 for x in v):
+            raise ValueError(f"betas must be a list of numbers in [0, 1000000] (or None: the profile's), got {v!r}")
+        p["betas"] = [float(x) for x in v]
     if "n_images" in p and (isinstance(p["n_images"], bool) or not isinstance(p["n_images"], int)
                             or not 1 <= p["n_images"] <= 50):
         raise ValueError(f"n_images must be an integer in 1..50, got {p['n_images']!r}")

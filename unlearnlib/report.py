@@ -14,7 +14,7 @@ from .io import atomic_write_bytes
 from .results import summarize, to_csv, to_markdown
 
 __all__ = ["save_figure", "save_table", "method_table", "plot_loss_curves", "plot_distillation_types",
-           "plot_loss_distributions", "plot_training_history", "plot_sensitivity", "plot_saliency_grid", "plot_accuracy_bars",
+           "plot_loss_distributions", "plot_training_history", "plot_sensitivity", "plot_beta", "plot_saliency_grid", "plot_accuracy_bars",
            "method_order", "label", "scenario_report", "SCENARIO_REPORTS", "HEADERS", "PAPER_TABLE1", "PAPER_TABLE2"]
 
 def method_order() -> list[str]:
@@ -100,13 +100,24 @@ def save_table(table: list[dict], columns: list[str], headers: list[str], folder
     return md
 
 
+VARIANT_LABELS = {"official": "official settings", "tuned": "tuned on validation"}
+
+
 def method_table(rows: list[dict], metrics: list[str], paper: dict | None = None) -> list[dict]:
-    """Mean ± std over seeds per method, in table order (:func:`method_order`), with the paper's numbers."""
+    """Mean ± std over seeds per method (and per settings variant, when rows carry more than one:
+    "official" and "tuned"), in table order (:func:`method_order`), with the paper's numbers. The
+    original model and Retrain appear once, whatever the variant."""
     order = method_order()
-    table = summarize(rows, metrics, by=("method",), order=order)
-    table.sort(key=lambda r: order.index(r["method"]) if r["method"] in order else len(order))
+    rows = [{**r, "variant": r.get("variant", "official")} for r in rows]
+    rows = [r for r in rows if r["variant"] == "official" or r["method"] not in ("original", "retrain")]
+    variants = sorted({r["variant"] for r in rows}, key=lambda v: (v != "official", v))
+    table = summarize(rows, metrics, by=("method", "variant"))
+    table.sort(key=lambda r: (order.index(r["method"]) if r["method"] in order else len(order),
+                              variants.index(r["variant"])))
     for r in table:
         r["label"] = label(r["method"])
+        if len(variants) > 1 and r["method"] not in ("original", "retrain"):
+            r["label"] += f" ({VARIANT_LABELS.get(r['variant'], r['variant'])})"
         if paper is not None:
             p = paper.get(r["method"])
             r["paper"] = " / ".join(f"{v:.1f}" for v in p) if p else "n/a"
@@ -241,6 +252,29 @@ def plot_saliency_grid(images: np.ndarray, maps: dict[str, np.ndarray], titles: 
             ax.set_xticks([])
             ax.set_yticks([])
     axes[0][0].set_title("input", fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def plot_beta(rows: list[dict]):
+    """Forget accuracy, Avg. Gap to Retrain on test and on validation against the feature weight
+    beta (symlog axis, 0 included), one line per feature variant; bands are ±1 std over seeds."""
+    plt = _plt()
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
+    for method in sorted({r["method"] for r in rows}, key=method_order().index):
+        rs = [r for r in rows if r["method"] == method]
+        betas = sorted({r["beta"] for r in rs})
+        for ax, key, title in zip(axes, ("forget_acc", "avg_gap", "avg_gap_val"),
+                                  ("forget accuracy %", "Avg. Gap to Retrain, test %", "Avg. Gap to Retrain, validation %")):
+            vals = [[100 * r[key] for r in rs if r["beta"] == b] for b in betas]
+            m = np.array([np.mean(v) for v in vals])
+            sd = np.array([np.std(v, ddof=1) if len(v) > 1 else 0.0 for v in vals])
+            ax.plot(betas, m, marker="o", label=label(method))
+            ax.fill_between(betas, m - sd, m + sd, alpha=0.2)
+            ax.set_title(title)
+            ax.set_xscale("symlog", linthresh=1)
+            ax.set_xlabel("beta (weight of the feature term)")
+    axes[0].legend()
     fig.tight_layout()
     return fig
 

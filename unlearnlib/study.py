@@ -40,11 +40,16 @@ from .runtime import default_device, device_name, seed_everything
 from .splits import Split, make_split
 from .train import train
 
-__all__ = ["default_device", "get_original", "run_method", "run_scenario", "load_unlearned", "method_config",
+__all__ = ["default_device", "get_original", "run_method", "run_scenario", "tune", "tuning_grid", "beta_sweep", "select_beta", "load_unlearned", "method_config",
            "SeedModels", "prepare_seed", "model_for", "score", "few_model_forgetting", "validate_workers",
-           "RESULTS_FILE", "TABLE_METRICS"]
+           "RESULTS_FILE", "TABLE_METRICS", "RETAIN_TOLERANCE"]
 
 RESULTS_FILE = "results.jsonl"
+# A choice on validation (tuning grid, beta) only takes settings that keep retain accuracy within
+# this of Retrain's: the Avg. Gap alone can prefer a collapsed model (measured, paper-cpu RB: beta
+# 3000 left Attention SCRUB at 38-48% retain accuracy, yet its validation Avg. Gap, 25.4%, beat
+# every beta that kept 100%, because the forget gap shrank as everything fell).
+RETAIN_TOLERANCE = 0.02
 TABLE_METRICS = ["retain_acc", "forget_acc", "test_acc", "mia_loss", "mia_efficacy", "avg_gap",
                  "avg_gap_5", "js_forget", "seconds", "cost_ratio"]
 
@@ -114,9 +119,16 @@ def load_unlearned(method: str, scenario: str, seed: int, profile: str, run_dir,
         return get_original(scenario, seed, profile, run_dir, split=split, device=device)[0]
     cfg = method_config(method, profile, scenario, **overrides)
     ometa = get_original(scenario, seed, profile, run_dir, split=split, device=device)[2]
-    expect = _expect(split, profile, method=method, config_hash=_method_hash(cfg, ometa))
-    return load_checkpoint(_ckpt(run_dir, f"{scenario}-{profile}-seed{seed}-{method}"),
-                           expect=expect, device=device)[0]
+    chash = _method_hash(cfg, ometa)
+    expect = _expect(split, profile, method=method, config_hash=chash)
+    path = _ckpt(run_dir, f"{scenario}-{profile}-seed{seed}-{method}")
+    tagged = _ckpt(run_dir, f"{scenario}-{profile}-seed{seed}-{method}-{chash[:8]}")
+    if tagged.is_file():  # made by a sweep (tag_config) with this config; the plain name may hold another
+        try:
+            return load_checkpoint(path, expect=expect, device=device)[0]
+        except (CheckpointMismatch, CheckpointDamaged, OSError):
+            path = tagged
+    return load_checkpoint(path, expect=expect, device=device)[0]
 
 
 def _method_hash(cfg, origin: dict) -> str:
@@ -163,29 +175,43 @@ class SeedModels:
 
 def prepare_seed(scenario: str, seed: int, profile: str, run_dir, *, data_dir=None, device=None,
                  train_overrides: dict | None = None, retrain_overrides: dict | None = None,
-                 tag_config: bool = False) -> SeedModels:
+                 tag_config: bool = False, progress=None) -> SeedModels:
     """The original model and the Retrain reference of one seed, trained or loaded from ``run_dir``.
     The first half of the one runner (original -> Retrain -> method -> evaluate -> row) that
     :func:`run_scenario` and :mod:`unlearnlib.sweep` share; :func:`model_for` and :func:`score`
     are the rest."""
     device = device or default_device()
     original, split, ometa = get_original(scenario, seed, profile, run_dir, data_dir, device,
-                                          train_overrides=train_overrides)
+                                          train_overrides=train_overrides,
+                                          progress=None if progress is None else lambda e, r: progress("original", e, r))
     retrain_overrides = dict(retrain_overrides or {})
+    # Retrain at the profile's recipe has one file whoever asks (report, sweep, tuning grid)
     ref, rmeta = run_method("retrain", original, split, profile, run_dir, device, origin=ometa,
-                            tag_config=tag_config, **retrain_overrides)
+                            tag_config=tag_config and bool(retrain_overrides),
+                            progress=None if progress is None else lambda e, r: progress("retrain", e, r),
+                            **retrain_overrides)
     return SeedModels(split, original, ometa, ref, rmeta, retrain_overrides, tag_config)
 
 
-def model_for(s: SeedModels, method: str, profile: str, run_dir, device=None, **overrides):
+def model_for(s: SeedModels, method: str, profile: str, run_dir, device=None, *, progress=None, **overrides):
     """``(model, meta)`` of ``method`` on the seed of ``s`` (``"original"`` included), unlearned or
-    loaded from its checkpoint."""
+    loaded from its checkpoint. ``progress(epoch, row)`` is called after each epoch of a run."""
     if method == "original":
         return s.original, s.original_meta
     if method == "retrain" and overrides == s.retrain_overrides:
         return s.retrain, s.retrain_meta
     return run_method(method, s.original, s.split, profile, run_dir, device, origin=s.original_meta,
-                      tag_config=s.tag_config, **overrides)
+                      tag_config=s.tag_config, progress=progress, **overrides)
+
+
+def config_hash_for(s: SeedModels, method: str, profile: str, **overrides) -> str:
+    """The config hash that ``model_for(s, method, profile, **overrides)`` gives its model, computed
+    without running anything (the results store's key)."""
+    if method == "original":
+        return s.original_meta["config_hash"]
+    if method == "retrain" and overrides == s.retrain_overrides:
+        return s.retrain_meta["config_hash"]
+    return _method_hash(method_config(method, profile, s.split.scenario, **overrides), s.original_meta)
 
 
 def score(s: SeedModels, model, meta: dict) -> dict:
@@ -213,7 +239,7 @@ def _prepare_seed(job: dict) -> int:
     torch.backends.cudnn.benchmark = job["cudnn_benchmark"]
     s = prepare_seed(job["scenario"], job["seed"], job["profile"], job["run_dir"], data_dir=job["data_dir"],
                      device=job["device"], train_overrides=job["train_overrides"],
-                     retrain_overrides=job["overrides"].get("retrain", {}))
+                     retrain_overrides=job["overrides"].get("retrain", {}), tag_config=job["tag_config"])
     for method in job["order"]:
         model_for(s, method, job["profile"], job["run_dir"], job["device"], **job["overrides"].get(method, {}))
     return job["seed"]
@@ -235,7 +261,8 @@ def _prepare_concurrently(jobs: list[dict], workers: int, bar) -> None:
 
 def run_scenario(scenario: str, seeds, profile: str = "quick", methods=None, run_dir="runs/default",
                  data_dir=None, device=None, overrides: dict | None = None, progress: bool = True,
-                 train_overrides: dict | None = None, workers: int = 1) -> list[dict]:
+                 train_overrides: dict | None = None, workers: int = 1, variant: str = "official",
+                 tag_config: bool = False) -> list[dict]:
     """Original model, every method and ``evaluate`` for each seed; one stored row per (method, seed).
 
     Rows already in ``run_dir/results.jsonl`` with the same key are kept and not recomputed.
@@ -243,7 +270,9 @@ def run_scenario(scenario: str, seeds, profile: str = "quick", methods=None, run
     overrides; ``train_overrides`` changes the original models' recipe. ``workers > 1`` trains
     and unlearns up to that many seeds at once in separate processes (each with
     ``threads // workers`` CPU threads), then evaluates in order here: same results as
-    ``workers=1`` (see the module's notes). Returns the rows of this scenario, profile and seeds.
+    ``workers=1`` (see the module's notes). ``variant`` names the rows' settings in the report
+    ("official", "tuned", ...); ``tag_config`` keeps each configuration's checkpoint apart.
+    Returns exactly the rows of this call (its methods, configs and seeds), each with ``variant``.
     """
     from tqdm.auto import tqdm
     device = device or default_device()
@@ -261,38 +290,154 @@ def run_scenario(scenario: str, seeds, profile: str = "quick", methods=None, run
         check_config(dataclasses.replace(get_profile(profile).train_for(scenario), **train_overrides))
     store = ResultsStore(Path(run_dir) / RESULTS_FILE)
     order = ["retrain"] + [m for m in methods if m != "retrain"]
-    bar = tqdm(total=len(seeds) * (len(order) + 1), desc=f"{scenario} {profile}", disable=not progress)
+    bar = tqdm(total=len(seeds) * (len(order) + 1), desc=f"{scenario} {profile} {variant}", disable=not progress)
     if workers > 1 and len(seeds) > 1:
         threads = max(1, torch.get_num_threads() // min(workers, len(seeds)))
         jobs = [dict(scenario=scenario, seed=seed, profile=profile, run_dir=str(run_dir), data_dir=data_dir,
                      device=str(device), train_overrides=train_overrides, order=order, overrides=overrides,
                      threads=threads, deterministic=torch.are_deterministic_algorithms_enabled(),
                      cudnn_deterministic=torch.backends.cudnn.deterministic,
-                     cudnn_benchmark=torch.backends.cudnn.benchmark) for seed in seeds]
+                     cudnn_benchmark=torch.backends.cudnn.benchmark, tag_config=tag_config) for seed in seeds]
         _prepare_concurrently(jobs, workers, bar)
+    keys = []
     for seed in seeds:
+        bar.set_postfix_str(f"seed {seed}: original and Retrain")
         s = prepare_seed(scenario, seed, profile, run_dir, data_dir=data_dir, device=device,
-                         train_overrides=train_overrides, retrain_overrides=overrides.get("retrain", {}))
+                         train_overrides=train_overrides, retrain_overrides=overrides.get("retrain", {}),
+                         tag_config=tag_config,
+                         progress=lambda what, e, r, seed=seed: bar.set_postfix_str(f"seed {seed} {what} epoch {e}"))
         bar.update(1)
         for method in ["original"] + order:
             bar.set_postfix_str(f"seed {seed} {method}")
-            model, meta = model_for(s, method, profile, run_dir, device, **overrides.get(method, {}))
-            k = dict(scenario=scenario, method=method, seed=seed, config_hash=meta["config_hash"],
+            k = dict(scenario=scenario, method=method, seed=seed,
+                     config_hash=config_hash_for(s, method, profile, **overrides.get(method, {})),
                      split_fingerprint=s.split.fingerprint)
-            if store.has(**k):
+            keys.append(k)
+            if store.has(**k):  # scored before (by this or another variant): nothing to compute
                 bar.update(method != "original")
                 continue
+            model, meta = model_for(s, method, profile, run_dir, device, **overrides.get(method, {}),
+                                    progress=lambda e, r, seed=seed, method=method:
+                                    bar.set_postfix_str(f"seed {seed} {method} epoch {e}"))
+            assert meta["config_hash"] == k["config_hash"], (meta["config_hash"], k)
             row = score(s, model, meta)
             row.update(k)
             row.update(profile=profile, device=meta.get("device"), git_commit=git_commit(),
                        versions=versions(), history=meta.get("history"),
                        diverged=meta.get("diverged", False), config=meta.get("config"),
-                       compile_seconds=meta.get("compile_seconds", 0.0))
+                       compile_seconds=meta.get("compile_seconds", 0.0), variant=variant)
             store.append(row)
             bar.update(method != "original")
     bar.close()
-    return [r for r in store.rows() if r["scenario"] == scenario and r["profile"] == profile
-            and r["seed"] in list(seeds)]
+    out = []
+    for k in keys:
+        hit = store.get(**k)
+        out.append({**hit[-1], "profile": profile, "variant": variant})
+    return out
+
+
+def tuning_grid(method: str, profile: str, scenario: str) -> list[dict]:
+    """The "tuned on validation" grid of ``method`` under ``profile`` (:attr:`Profile.tune`): the
+    official learning rate times each of ``lr_factors``, and for the SCRUB family each of the
+    scenario's ``max_steps`` values (capped at the epochs). Empty when the profile has no grid."""
+    tune = get_profile(profile).tune
+    if not tune or get_method(method).train_recipe:
+        return []
+    base = method_config(method, profile, scenario)
+    lrs = [float(f"{base.lr * f:.6g}") for f in tune.get("lr_factors", {}).get(scenario, (1.0,))]
+    steps = [None]
+    if get_method(method).family == "scrub":
+        steps = sorted({min(m, base.epochs) for m in tune.get("max_steps", {}).get(scenario, (base.max_steps,))})
+    return [{"lr": lr, **({} if m is None else {"max_steps": m})} for lr in lrs for m in steps]
+
+
+def tune(scenario: str, profile: str, run_dir, *, seed: int = 0, methods=None, data_dir=None,
+         device=None, progress: bool = True, tolerance: float = RETAIN_TOLERANCE) -> dict:
+    """Pick each method's settings from :func:`tuning_grid` by the smallest Avg. Gap to Retrain on
+    the *validation* set (``avg_gap_val``) of one seed, among the points that did not diverge and
+    keep retain accuracy within ``tolerance`` of Retrain's; the reported test set is never read.
+
+    Every grid point is unlearned from the seed's original model (reused from ``run_dir``),
+    scored against its Retrain and stored in the results store with ``variant="grid"``.
+    Returns ``{method: {"overrides": {...}, "avg_gap_val": ..., "grid": [(overrides, avg_gap_val), ...]}}``
+    for the methods that have a grid."""
+    from tqdm.auto import tqdm
+    methods = [m for m in (methods or method_names()) if tuning_grid(m, profile, scenario)]
+    points = [(m, p) for m in methods for p in tuning_grid(m, profile, scenario)]
+    if not points:
+        return {}
+    device = device or default_device()
+    store = ResultsStore(Path(run_dir) / RESULTS_FILE)
+    bar = tqdm(points, desc=f"{scenario} {profile} tuning grid (seed {seed})", disable=not progress)
+    s = prepare_seed(scenario, seed, profile, run_dir, data_dir=data_dir, device=device, tag_config=True,
+                     progress=lambda what, e, r: bar.set_postfix_str(f"{what} epoch {e}"))
+    out: dict = {}
+    for method, point in bar:
+        bar.set_postfix_str(f"{method} {point}")
+        k = dict(scenario=scenario, method=method, seed=seed, config_hash=config_hash_for(s, method, profile, **point),
+                 split_fingerprint=s.split.fingerprint)
+        hit = store.get(**k)
+        if hit and "avg_gap_val" in hit[-1]:
+            row = hit[-1]
+        else:
+            model, meta = model_for(s, method, profile, run_dir, device, **point,
+                                    progress=lambda e, r: bar.set_postfix_str(f"{method} {point} epoch {e}"))
+            row = {**score(s, model, meta), **k, "profile": profile, "variant": "grid", "config": meta.get("config"),
+                   "device": meta.get("device"), "git_commit": git_commit(), "diverged": meta.get("diverged", False)}
+            store.append(row)
+        gap = float(row["avg_gap_val"])
+        out.setdefault(method, {"grid": []})["grid"].append((point, gap))
+        if row.get("diverged") or row["gap_retain_acc"] > tolerance:  # never picked (see RETAIN_TOLERANCE)
+            continue
+        if "avg_gap_val" not in out[method] or gap < out[method]["avg_gap_val"]:
+            out[method].update(overrides=dict(point), avg_gap_val=gap)
+    for method, c in list(out.items()):
+        if "overrides" not in c:
+            raise RuntimeError(f"tuning {method}: every grid point diverged or lost retain accuracy "
+                               f"({c['grid']}); lower the grid's lrs")
+    return out
+
+
+def beta_sweep(scenario: str, seeds, profile: str, run_dir, betas, *, methods=("scrub_attention", "scrub_similarity"),
+               data_dir=None, device=None, progress: bool = True) -> list[dict]:
+    """Rows of the feature SCRUB variants at each ``beta`` (official settings otherwise), scored
+    against Retrain, with test and validation figures. At ``beta=0`` the feature term is absent
+    and the update is vanilla SCRUB's exactly, so vanilla SCRUB's rows stand for every variant
+    there. Stored with ``variant="beta"``; each beta's checkpoints are kept apart."""
+    rows = []
+    for beta in betas:
+        if float(beta) == 0.0:
+            got = run_scenario(scenario, seeds, profile, methods=["scrub"], run_dir=run_dir, data_dir=data_dir,
+                               device=device, progress=progress)
+            rows += [{**r, "method": m, "beta": 0.0, "variant": "beta"} for r in got if r["method"] == "scrub"
+                     for m in methods]
+            continue
+        over = {m: {"beta": float(beta)} for m in methods}
+        for r in run_scenario(scenario, seeds, profile, methods=list(methods), run_dir=run_dir, data_dir=data_dir,
+                              device=device, overrides=over, progress=progress, variant="beta", tag_config=True):
+            if r["method"] in methods:
+                rows.append({**r, "beta": float(beta)})
+    return rows
+
+
+def select_beta(rows: list[dict], tolerance: float = RETAIN_TOLERANCE) -> dict:
+    """Per feature variant, the beta of :func:`beta_sweep`'s rows with the smallest mean Avg. Gap
+    to Retrain on the validation set (``avg_gap_val``), among the betas whose mean retain accuracy is
+    within ``tolerance`` of Retrain's (:data:`RETAIN_TOLERANCE`); the test set is not read. Returns
+    ``{method: {"beta": ..., "avg_gap_val": ..., "n_seeds": ...}}``."""
+    import numpy as np
+    by: dict = {}
+    for r in rows:
+        by.setdefault(r["method"], {}).setdefault(r["beta"], []).append(r)
+    out = {}
+    for m, d in by.items():
+        ok = [b for b in sorted(d) if np.mean([r["gap_retain_acc"] for r in d[b]]) <= tolerance]
+        if not ok:
+            raise ValueError(f"{m}: no beta keeps retain accuracy within {tolerance} of Retrain's")
+        best = min(ok, key=lambda b: np.mean([r["avg_gap_val"] for r in d[b]]))
+        out[m] = {"beta": best, "avg_gap_val": float(np.mean([r["avg_gap_val"] for r in d[best]])),
+                  "n_seeds": len(d[best])}
+    return out
 
 
 def few_model_forgetting(method: str, scenario: str, seed: int, K: int, profile: str = "quick",

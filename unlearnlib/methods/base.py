@@ -121,6 +121,9 @@ def default_config(method: str, **overrides):
                              f"got {cfg.layers!r}")
         cfg.layers = tuple(cfg.layers)
     check_config(cfg)
+    for f in dataclasses.fields(cfg):  # lists (JSON, papermill) become tuples: hashable, like the defaults
+        if isinstance(getattr(cfg, f.name), list):
+            setattr(cfg, f.name, tuple(getattr(cfg, f.name)))
     return cfg
 
 

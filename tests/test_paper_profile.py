@@ -1,0 +1,73 @@
+"""The ``paper`` profile's GPU path on every commit, on the CPU: every registered method at full
+width (ResNet-18, width 1) with the real per-scenario configs (official settings, feature taps,
+beta), RB at 32x32 and RC at 64x64 on the real archives, for one epoch of two or three steps on a
+small slice, through ``unlearn()`` and ``evaluate()``. Only ``epochs`` is changed, and the data
+is sliced so that an epoch is two steps."""
+import dataclasses
+
+import pytest
+import torch
+
+from unlearnlib.data import LabelledImages
+from unlearnlib.methods import method_config, method_names, unlearn
+from unlearnlib.metrics import evaluate
+from unlearnlib.models import build_model
+from unlearnlib.profiles import get_profile
+from unlearnlib.splits import make_split
+
+pytestmark = pytest.mark.slow
+
+
+def _take(s: LabelledImages, n: int) -> LabelledImages:
+    return LabelledImages(s.images[:n], s.labels[:n])
+
+
+def _steps_config(method, scenario):
+    """The paper profile's config for ``scenario``, one epoch; and the slice sizes giving 2 steps."""
+    cfg = method_config(method, "paper", scenario, epochs=1)
+    retain_n = 2 * cfg.batch_size
+    forget_n = 2 * getattr(cfg, "forget_batch_size", cfg.batch_size)
+    return cfg, retain_n, forget_n
+
+
+@pytest.fixture(scope="module", params=["rb", "rc"])
+def paper_split(request):
+    split = make_split(request.param, 0, profile="paper")
+    torch.manual_seed(0)
+    model = build_model("resnet18", split.num_classes, get_profile("paper").width, split.mean, split.std)
+    return split, model.eval()
+
+
+def test_paper_configs_are_the_official_ones():
+    rc = method_config("scrub", "paper", "rc")
+    assert (rc.alpha, rc.T, rc.max_steps, rc.epochs, rc.forget_batch_size, tuple(rc.lr_decay_epochs)) == \
+        (0.01, 2.0, 2, 10, 32, (7, 10, 10))
+    rb = method_config("scrub", "paper", "rb")
+    assert (rb.alpha, rb.T, rb.max_steps, rb.epochs, rb.forget_batch_size, tuple(rb.lr_decay_epochs)) == \
+        (0.5, 4.0, 3, 5, 16, (3, 5, 9))
+    assert method_config("scrub_attention", "paper", "rc").layers == ("layer1", "layer2", "layer3", "layer4")
+    assert method_config("scrub_similarity", "paper", "rb").layers == ("layer4",)
+
+
+@pytest.mark.parametrize("method", method_names())
+def test_every_method_runs_two_steps_of_the_paper_profile_at_full_width(paper_split, method):
+    split, model = paper_split
+    assert model.conv1.out_channels == 64  # width 1
+    assert split.retain.images.shape[-1] == (32 if split.scenario == "rb" else 64)
+    cfg, rn, fn = _steps_config(method, split.scenario)
+    full = method_config(method, "paper", split.scenario)
+    assert dataclasses.replace(cfg, epochs=full.epochs) == full  # only the epochs differ
+    small = dataclasses.replace(split, retain=_take(split.retain, rn), forget=_take(split.forget, fn),
+                                forget_true_labels=split.forget_true_labels[:fn],
+                                test=_take(split.test, 64), validation=_take(split.validation, 64))
+    seen = []
+    res = unlearn(method, model, small, cfg, on_epoch_end=lambda e, row: seen.append(row))
+    assert len(res.history) == 1 and not res.diverged
+    row = evaluate(res.model, small, reference=model)
+    assert 0 <= row["forget_acc"] <= 1 and 0 <= row["test_acc"] <= 1 and row["avg_gap"] >= 0
+    # the unlearned weights moved: the method really stepped
+    moved = any(not torch.equal(a, b) for a, b in zip(res.model.state_dict().values(), model.state_dict().values())
+                if a.is_floating_point())
+    assert moved
+    if getattr(cfg, "beta", 0) > 0:
+        assert cfg.layers and res.history[0]["min_loss"] > 0
