@@ -246,3 +246,11 @@ def test_tuning_picks_by_validation_and_tuned_rows_reuse_the_grid(tmp_path, tiny
     assert {r["variant"] for r in rows} == {"tuned"} and len(rows) == 3
     ft = next(r for r in rows if r["method"] == "finetune")
     assert ft["avg_gap_val"] == picked["finetune"]["avg_gap_val"]
+
+
+def test_tuning_falls_back_to_the_official_point_when_nothing_qualifies(tmp_path, tiny_profile, monkeypatch):
+    from unlearnlib.study import tune
+    monkeypatch.setitem(profiles.PROFILES, "quick", dataclasses.replace(tiny_profile, tune={"lr_factors": {"rb": (1.0, 3.0)}}))
+    with pytest.warns(RuntimeWarning, match="tuned row keeps the official settings"):
+        picked = tune("rb", "quick", tmp_path, methods=["finetune"], progress=False, tolerance=0.0)
+    assert picked["finetune"]["overrides"] == {"lr": 0.04} and picked["finetune"]["fallback"]

@@ -360,7 +360,8 @@ def tune(scenario: str, profile: str, run_dir, *, seed: int = 0, methods=None, d
     Every grid point is unlearned from the seed's original model (reused from ``run_dir``),
     scored against its Retrain and stored in the results store with ``variant="grid"``.
     Returns ``{method: {"overrides": {...}, "avg_gap_val": ..., "grid": [(overrides, avg_gap_val), ...]}}``
-    for the methods that have a grid."""
+    for the methods that have a grid; where no point qualifies, the official point (the grid's
+    first) with ``"fallback": True`` and a warning."""
     from tqdm.auto import tqdm
     methods = [m for m in (methods or method_names()) if tuning_grid(m, profile, scenario)]
     points = [(m, p) for m in methods for p in tuning_grid(m, profile, scenario)]
@@ -391,10 +392,13 @@ def tune(scenario: str, profile: str, run_dir, *, seed: int = 0, methods=None, d
             continue
         if "avg_gap_val" not in out[method] or gap < out[method]["avg_gap_val"]:
             out[method].update(overrides=dict(point), avg_gap_val=gap)
-    for method, c in list(out.items()):
-        if "overrides" not in c:
-            raise RuntimeError(f"tuning {method}: every grid point diverged or lost retain accuracy "
-                               f"({c['grid']}); lower the grid's lrs")
+    for method, c in out.items():
+        if "overrides" not in c:  # nothing to choose from: the tuned row repeats the official settings
+            point, gap = c["grid"][0]
+            c.update(overrides=dict(point), avg_gap_val=gap, fallback=True)
+            warnings.warn(f"tuning {method}: every grid point diverged or lost retain accuracy (more than "
+                          f"{tolerance:.0%} from Retrain's); its tuned row keeps the official settings {point}",
+                          RuntimeWarning, stacklevel=2)
     return out
 
 
