@@ -38,9 +38,8 @@ if "google.colab" in sys.modules:
 
 # %%
 from unlearnlib.notebook import check_parameters
-from unlearnlib.study import run_scenario, tune
-from unlearnlib.report import label
-from unlearnlib.report import scenario_report
+from unlearnlib.study import run_scenario, run_tuned
+from unlearnlib.report import describe_tuning, scenario_report
 from IPython.display import Markdown, display
 _before = set(globals())
 
@@ -86,14 +85,10 @@ print(f"{len(rows)} result rows, seeds {sorted({r['seed'] for r in rows})}, devi
 # second row. The test set is never read by the choice.
 
 # %%
-picked = tune(P["scenario"], P["profile"], P["run_dir"], seed=min(P["seeds"]), data_dir=P["data_dir"]) if P["tuned"] else {}
-for m, c in picked.items():
-    print(f"{label(m):18s} picked {c['overrides']}  (validation Avg. Gap {100 * c['avg_gap_val']:.2f}%); grid: "
-          + ", ".join(f"{p} {100 * g:.2f}%" for p, g in c["grid"]))
-if picked:
-    rows += run_scenario(P["scenario"], P["seeds"], P["profile"], methods=list(picked), run_dir=P["run_dir"],
-                         data_dir=P["data_dir"], overrides={m: c["overrides"] for m, c in picked.items()},
-                         variant="tuned", tag_config=True)
+picked, tuned_rows = run_tuned(P["scenario"], P["seeds"], P["profile"], P["run_dir"], data_dir=P["data_dir"]) \
+    if P["tuned"] else ({}, [])
+print(describe_tuning(picked) or "no tuning grid for this profile: official settings only")
+rows += tuned_rows
 
 # %% [markdown]
 # **The table**: mean ± std over seeds, with the paper's own retain / forget / test numbers

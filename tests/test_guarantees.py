@@ -249,8 +249,15 @@ def test_tuning_picks_by_validation_and_tuned_rows_reuse_the_grid(tmp_path, tiny
 
 
 def test_tuning_falls_back_to_the_official_point_when_nothing_qualifies(tmp_path, tiny_profile, monkeypatch):
-    from unlearnlib.study import tune
+    """No grid point keeps retain accuracy: the tuned row repeats the official settings (reusing
+    the official row's stored result), and the report says so."""
+    from unlearnlib.report import describe_tuning
+    from unlearnlib.study import run_tuned
     monkeypatch.setitem(profiles.PROFILES, "quick", dataclasses.replace(tiny_profile, tune={"lr_factors": {"rb": (1.0, 3.0)}}))
     with pytest.warns(RuntimeWarning, match="tuned row keeps the official settings"):
-        picked = tune("rb", "quick", tmp_path, methods=["finetune"], progress=False, tolerance=0.0)
+        picked, rows = run_tuned("rb", [0], "quick", tmp_path, methods=["finetune"], progress=False, tolerance=0.0)
     assert picked["finetune"]["overrides"] == {"lr": 0.04} and picked["finetune"]["fallback"]
+    assert "official settings kept" in describe_tuning(picked)
+    ft = next(r for r in rows if r["method"] == "finetune")
+    assert ft["variant"] == "tuned" and ft["config"]["lr"] == 0.04
+    assert ft["avg_gap_val"] == picked["finetune"]["avg_gap_val"]  # the grid's official point, not run again

@@ -170,13 +170,17 @@ def _metrics(out: dict, split, seed: int) -> dict:
 
 
 def evaluate(model, split, reference=None, original=None, *, seconds: float | None = None,
-             reference_seconds: float | None = None, seed: int | None = None, meta: dict | None = None) -> dict:
+             reference_seconds: float | None = None, seed: int | None = None, meta: dict | None = None,
+             cache: dict | None = None) -> dict:
     """All metrics of ``model`` on ``split`` (see the module docstring); a flat dict of floats.
 
     ``reference`` is Retrain's model on the same split; ``original`` the model before unlearning
     (adds ``original_forget_acc`` and ``js_forget_to_original``). ``seconds`` and
     ``reference_seconds`` give the cost columns. ``meta``, the checkpoint metadata of ``model``,
-    refuses a model made on another split.
+    refuses a model made on another split. ``cache``, a dict kept by the caller for one
+    (split, reference, original, seed), holds the reference's outputs and metrics and the
+    original's forget-set outputs between calls, so that scoring many models against one Retrain
+    computes them once (same numbers: the same deterministic computation, done once).
     """
     if len(split.forget) == 0 or len(split.test) == 0 or len(split.retain) == 0:
         raise ValueError(f"evaluate needs non-empty sets, got retain {len(split.retain)}, "
@@ -186,9 +190,12 @@ def evaluate(model, split, reference=None, original=None, *, seconds: float | No
     seed = getattr(split, "seed", 0) if seed is None else seed
     out = _outputs(model, split)
     row = _metrics(out, split, seed)
+    cache = {} if cache is None else cache
     if reference is not None:
-        ref_out = _outputs(reference, split)
-        ref = _metrics(ref_out, split, seed)
+        if "reference" not in cache:
+            ref_out = _outputs(reference, split)
+            cache["reference"] = (ref_out, _metrics(ref_out, split, seed))
+        ref_out, ref = cache["reference"]
         gaps = {f"gap_{k}": abs(row[k] - ref[k]) for k in GAP_METRICS}
         row.update(gaps)
         row["avg_gap"] = float(np.mean(list(gaps.values())))
@@ -200,7 +207,9 @@ def evaluate(model, split, reference=None, original=None, *, seconds: float | No
             row[f"js_{n}"] = float(js_divergence(out[n], ref_out[n]).mean())
             row[f"l2_{n}"] = float((out[n].softmax(1) - ref_out[n].softmax(1)).norm(dim=1).mean())
     if original is not None:
-        orig = predict_logits(original, split.forget.images)
+        if "original_forget" not in cache:
+            cache["original_forget"] = predict_logits(original, split.forget.images)
+        orig = cache["original_forget"]
         row["original_forget_acc"] = float((orig.argmax(1) == split.forget.labels.to(orig.device)).float().mean())
         row["js_forget_to_original"] = float(js_divergence(out["forget"], orig).mean())
     if seconds is not None:

@@ -15,7 +15,7 @@ from .results import summarize, to_csv, to_markdown
 
 __all__ = ["save_figure", "save_table", "method_table", "plot_loss_curves", "plot_distillation_types",
            "plot_loss_distributions", "plot_training_history", "plot_sensitivity", "plot_beta", "plot_saliency_grid", "plot_accuracy_bars",
-           "method_order", "label", "scenario_report", "SCENARIO_REPORTS", "HEADERS", "PAPER_TABLE1", "PAPER_TABLE2"]
+           "method_order", "label", "describe_tuning", "scenario_report", "SCENARIO_REPORTS", "HEADERS", "PAPER_TABLE1", "PAPER_TABLE2"]
 
 def method_order() -> list[str]:
     """Table order: the original model, then every registered method in its registry order."""
@@ -27,6 +27,18 @@ def label(method: str) -> str:
     """The display name of ``method`` (its registry label; "Original" for the original model)."""
     from .methods import METHODS
     return "Original" if method == "original" else (METHODS[method].label if method in METHODS else method)
+
+
+def describe_tuning(picked: dict) -> str:
+    """One line per method of :func:`unlearnlib.study.tune`'s result: the settings picked, their
+    validation Avg. Gap, and every grid point's (a fallback to the official settings is named)."""
+    lines = []
+    for m, c in picked.items():
+        grid = ", ".join(f"{p} {100 * g:.2f}%" for p, g in c["grid"])
+        note = " [no point qualified: official settings kept]" if c.get("fallback") else ""
+        lines.append(f"{label(m):18s} picked {c['overrides']}  (validation Avg. Gap {100 * c['avg_gap_val']:.2f}%)"
+                     f"{note}; grid: {grid}")
+    return "\n".join(lines)
 
 
 # The paper's own numbers (retain / forget / test accuracy, %), for side-by-side tables.

@@ -40,7 +40,7 @@ from .runtime import default_device, device_name, seed_everything
 from .splits import Split, make_split
 from .train import train
 
-__all__ = ["default_device", "get_original", "run_method", "run_scenario", "tune", "tuning_grid", "beta_sweep", "select_beta", "load_unlearned", "method_config",
+__all__ = ["default_device", "get_original", "run_method", "run_scenario", "tune", "tuning_grid", "run_tuned", "beta_sweep", "select_beta", "load_unlearned", "method_config",
            "SeedModels", "prepare_seed", "model_for", "score", "few_model_forgetting", "validate_workers",
            "RESULTS_FILE", "TABLE_METRICS", "RETAIN_TOLERANCE"]
 
@@ -171,6 +171,9 @@ class SeedModels:
     retrain_meta: dict
     retrain_overrides: dict
     tag_config: bool
+    # Retrain's (and the original's) outputs and metrics, computed once for every model scored
+    # against them (see :func:`~unlearnlib.metrics.evaluate`)
+    eval_cache: dict = dataclasses.field(default_factory=dict, repr=False)
 
 
 def prepare_seed(scenario: str, seed: int, profile: str, run_dir, *, data_dir=None, device=None,
@@ -218,7 +221,8 @@ def score(s: SeedModels, model, meta: dict) -> dict:
     """:func:`~unlearnlib.metrics.evaluate` of ``model`` against the seed's Retrain reference, with
     the data source the split's images came from."""
     row = evaluate(model, s.split, reference=s.retrain, original=s.original, seconds=meta.get("seconds"),
-                   reference_seconds=s.retrain_meta.get("seconds"), seed=s.split.seed, meta=meta)
+                   reference_seconds=s.retrain_meta.get("seconds"), seed=s.split.seed, meta=meta,
+                   cache=s.eval_cache)
     row["data_source"] = s.split.data_source
     return row
 
@@ -400,6 +404,22 @@ def tune(scenario: str, profile: str, run_dir, *, seed: int = 0, methods=None, d
                           f"{tolerance:.0%} from Retrain's); its tuned row keeps the official settings {point}",
                           RuntimeWarning, stacklevel=2)
     return out
+
+
+def run_tuned(scenario: str, seeds, profile: str, run_dir, *, methods=None, data_dir=None, device=None,
+              progress: bool = True, tolerance: float = RETAIN_TOLERANCE) -> tuple[dict, list[dict]]:
+    """The reports' "tuned on validation" rows: :func:`tune` on the smallest of ``seeds`` (validation
+    only), then :func:`run_scenario` with each method's pick on every seed (``variant="tuned"``).
+    Returns ``(picked, rows)``; ``({}, [])`` where the profile has no grid."""
+    seeds = list(seeds)
+    picked = tune(scenario, profile, run_dir, seed=min(seeds), methods=methods, data_dir=data_dir, device=device,
+                  progress=progress, tolerance=tolerance)
+    if not picked:
+        return {}, []
+    rows = run_scenario(scenario, seeds, profile, methods=list(picked), run_dir=run_dir, data_dir=data_dir,
+                        device=device, overrides={m: c["overrides"] for m, c in picked.items()},
+                        progress=progress, variant="tuned", tag_config=True)
+    return picked, rows
 
 
 def beta_sweep(scenario: str, seeds, profile: str, run_dir, betas, *, methods=("scrub_attention", "scrub_similarity"),
