@@ -5,6 +5,8 @@
 #     text_representation:
 #       extension: .py
 #       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
 #   kernelspec:
 #     display_name: Python 3
 #     language: python
@@ -12,7 +14,7 @@
 # ---
 
 # %% [markdown]
-# [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/unlearnlib/unlearnlib/blob/main/notebooks/01_train_original.ipynb)
+# [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/unlearnlib/unlearnlib/blob/v0.1.0/notebooks/01_train_original.ipynb)
 #
 # # 01 · Train the original model
 #
@@ -27,7 +29,18 @@ import sys
 if "google.colab" in sys.modules:
     import subprocess
     subprocess.run([sys.executable, "-m", "pip", "install", "-q",
-                    "unlearnlib[notebooks] @ git+https://github.com/unlearnlib/unlearnlib"], check=True)
+                    "unlearnlib[notebooks] @ git+https://github.com/unlearnlib/unlearnlib@v0.1.0"], check=True)
+
+# %% [markdown]
+# **In Colab: keep the run on Google Drive.** A Colab session can disconnect. Mount Drive (the
+# folder icon on the left, or `from google.colab import drive; drive.mount("/content/drive")`)
+# and set the parameter `run_dir` below to a Drive folder, e.g.
+# `run_dir = "/content/drive/MyDrive/unlearnlib/runs/paper"`, in this and every later notebook.
+# Checkpoints, per-epoch resume files and the results store then live on Drive: after a
+# disconnect, run the same cells again and each model resumes from its last finished epoch,
+# while stored results are not recomputed. CIFAR-10 comes through torchvision's download, and
+# Tiny-ImageNet-200 is downloaded once (checked against its published MD5 and size, resumable);
+# only its first 20 classes are decoded, into the cache (`UNLEARNLIB_CACHE`).
 
 # %% [markdown]
 # **Imports.** Everything algorithmic comes from `unlearnlib`; this notebook only calls and plots.
@@ -36,7 +49,7 @@ if "google.colab" in sys.modules:
 
 # %%
 from unlearnlib.notebook import check_parameters
-from unlearnlib.study import get_original
+from unlearnlib.study import epoch_printer, get_original
 from unlearnlib.metrics import accuracy
 from unlearnlib.report import plot_training_history, save_figure
 _before = set(globals())
@@ -63,11 +76,12 @@ P = check_parameters(globals(), _before, _declared)
 P
 
 # %% [markdown]
-# **Train, or load the matching checkpoint.** The split is built from the seed; its fingerprint
+# **Train, or load the matching checkpoint** (one line per training epoch). The split is built from the seed; its fingerprint
 # travels with the checkpoint.
 
 # %%
-model, split, meta = get_original(P["scenario"], P["seed"], P["profile"], P["run_dir"], P["data_dir"])
+model, split, meta = get_original(P["scenario"], P["seed"], P["profile"], P["run_dir"], P["data_dir"],
+                                  progress=epoch_printer(f"original {P['scenario']} seed {P['seed']}"))
 print(split.description)
 print(f"fingerprint {split.fingerprint[:16]}…, trained in {meta['seconds']:.1f} s on {meta['device']}")
 

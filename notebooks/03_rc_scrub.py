@@ -14,7 +14,7 @@
 # ---
 
 # %% [markdown]
-# [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/unlearnlib/unlearnlib/blob/main/notebooks/03_rc_scrub.ipynb)
+# [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/unlearnlib/unlearnlib/blob/v0.1.0/notebooks/03_rc_scrub.ipynb)
 #
 # # 03 · Resolving confusion on Tiny-ImageNet-20 (Table 2)
 #
@@ -29,7 +29,7 @@ import sys
 if "google.colab" in sys.modules:
     import subprocess
     subprocess.run([sys.executable, "-m", "pip", "install", "-q",
-                    "unlearnlib[notebooks] @ git+https://github.com/unlearnlib/unlearnlib"], check=True)
+                    "unlearnlib[notebooks] @ git+https://github.com/unlearnlib/unlearnlib@v0.1.0"], check=True)
 
 # %% [markdown]
 # **Imports.** Everything algorithmic comes from `unlearnlib`; this notebook only calls and plots.

@@ -2,6 +2,7 @@
 import json
 
 import pytest
+import torch
 
 from unlearnlib.bench import main
 
@@ -17,3 +18,29 @@ def test_bench_smoke_prints_and_appends(tmp_path, capsys):
     assert row["compile"] == "off" and row["compile_seconds"]["scrub"] == 0.0 and row["threads"] >= 1
     assert main(["--smoke", "--no-study", "--out", str(out)]) == 0
     assert len(out.read_text().splitlines()) == 2  # appended, not overwritten
+
+
+def test_check_on_a_cpu_says_it_needs_a_gpu_before_any_compute(tmp_path, capsys, monkeypatch):
+    from unlearnlib import bench
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(bench, "throughput", lambda *a, **k: pytest.fail("computed before refusing"))
+    assert bench.main(["--profile", "paper", "--check", "--out", str(tmp_path / "b.jsonl")]) == 2
+    out = capsys.readouterr().out
+    assert "needs a CUDA GPU" in out and "'cpu'" in out and "--profile quick --check" in out
+    assert not (tmp_path / "b.jsonl").exists()
+
+
+def test_check_verdicts_against_the_targets():
+    from unlearnlib.bench import check_lines, gpu_class
+    assert [gpu_class(n) for n in ("NVIDIA H100 80GB HBM3", "NVIDIA H200", "Tesla T4", "NVIDIA A100-SXM4-40GB")] == \
+        ["h100", "h100", "t4", "other"]
+    fig = {"device": "NVIDIA H200", "study": {"seconds": 280.0}, "ratio_to_retrain": {"scrub": 0.4},
+           "images_per_s": {"512": 61000.0}, "baseline_images_per_s": {"512": 20000.0}, "peak_memory_gb": 16.0}
+    got = {c["name"].split(" (")[0]: c["passed"] for c in check_lines(fig)}
+    assert got == {"whole study": True, "SCRUB / Retrain time": False, "training images/s, batch 512": True,
+                   "peak GPU memory": False}
+    assert "3.05x the eager fp32 baseline" in check_lines(fig)[2]["name"]
+    t4 = check_lines({**fig, "device": "Tesla T4", "study": {"seconds": 1900.0}})
+    assert [c["passed"] for c in t4] == [False, False, None, False]  # no images/s target on a T4
+    cpu = check_lines({"device": "cpu (x86_64, 2 threads)", "study": {"seconds": 9.0}, "ratio_to_retrain": {"scrub": 0.2}})
+    assert [c["passed"] for c in cpu] == [None, True]

@@ -170,3 +170,10 @@ def test_method_table_keeps_official_and_tuned_rows_apart():
     assert [r["forget_acc_mean"] for r in t] == pytest.approx([1.0, 0.5, 0.9, 0.6])
     one = method_table([r for r in rows if r["variant"] == "official"], ["forget_acc"])
     assert [r["label"] for r in one] == ["Original", "Retrain", "SCRUB"]
+
+
+def test_epoch_printer_prints_one_line_per_epoch(capsys):
+    from unlearnlib.study import epoch_printer
+    show = epoch_printer("original rb seed 0")
+    show(3, {"loss": torch.tensor(0.25), "acc": 0.5, "seconds": 4.0, "epoch": 3})
+    assert capsys.readouterr().out == "original rb seed 0 epoch 3: loss 0.25, acc 0.5, seconds 4\n"

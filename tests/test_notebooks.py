@@ -65,3 +65,56 @@ def test_bad_scenario_stops_in_the_validation_cell(tmp_path):
 def test_bad_seed_is_refused(tmp_path):
     err, _ = _run("03_rc_scrub", tmp_path, seed=-1)
     assert "seed must be a non-negative integer, got -1" in err.evalue
+
+
+def test_colab_badge_and_install_line_come_from_one_pinned_url(tmp_path):
+    """Every notebook's badge and set-up cell are generated from unlearnlib.colab (one URL, the
+    version's tag, never a branch); a notebook that disagrees is found and rewritten."""
+    import shutil
+    from unlearnlib import __version__
+    from unlearnlib.colab import REPOSITORY, badge, install_spec, sync_notebooks
+    assert sync_notebooks(ROOT / "notebooks") == []
+    assert install_spec() == f"unlearnlib[notebooks] @ git+{REPOSITORY}@v{__version__}"
+    assert f"/blob/v{__version__}/notebooks/02_rb_cifar10.ipynb)" in badge("02_rb_cifar10.ipynb")
+    for ext in (".py", ".ipynb"):
+        src = (ROOT / "notebooks" / f"02_rb_cifar10{ext}").read_text()
+        assert f"@v{__version__}" in src and "/blob/main/" not in src
+        (tmp_path / f"02_rb_cifar10{ext}").write_text(src.replace(f"v{__version__}", "main"))
+    shutil.copy(ROOT / "notebooks" / "01_train_original.py", tmp_path)
+    assert sync_notebooks(tmp_path) == ["02_rb_cifar10.ipynb", "02_rb_cifar10.py"]
+    assert sync_notebooks(tmp_path, write=True) == ["02_rb_cifar10.ipynb", "02_rb_cifar10.py"]
+    assert sync_notebooks(tmp_path) == []
+    for ext in (".py", ".ipynb"):
+        assert (tmp_path / f"02_rb_cifar10{ext}").read_text() == (ROOT / "notebooks" / f"02_rb_cifar10{ext}").read_text()
+
+
+@pytest.mark.slow
+def test_an_executed_notebook_shows_every_figure_it_saves(tmp_path, monkeypatch, data_dir):
+    """In a kernel the figures show inline (one image/png output per saved PNG), not only as files:
+    the kernel runs with the backend Jupyter or Colab gives it (CI's MPLBACKEND=Agg removed)."""
+    import papermill as pm
+    monkeypatch.delenv("MPLBACKEND", raising=False)
+    figs = tmp_path / "figures"
+    out = tmp_path / "01.out.ipynb"
+    pm.execute_notebook(str(ROOT / "notebooks" / "01_train_original.ipynb"), str(out),
+                        parameters={"profile": "quick", "run_dir": str(tmp_path / "run"),
+                                    "figures_dir": str(figs), "data_dir": str(data_dir)},
+                        cwd=str(ROOT / "notebooks"), progress_bar=False, log_output=False)
+    nb = nbformat.read(out, as_version=4)
+    images = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs if "image/png" in o.get("data", {})]
+    saved = sorted(figs.glob("*.png"))
+    assert len(saved) == 1 and len(images) == len(saved)
+
+
+def test_progress_bars_are_widgets_in_notebooks_and_text_under_run_all(monkeypatch):
+    """tqdm.auto (a widget in Jupyter and Colab, with ipywidgets installed) unless run-all asks for
+    text, which streams to its terminal."""
+    import tqdm.auto
+    import tqdm.std
+    from unlearnlib.runtime import progress_bar
+    monkeypatch.delenv("UNLEARNLIB_PROGRESS", raising=False)
+    with progress_bar(total=1, disable=True) as bar:
+        assert type(bar) is tqdm.auto.tqdm
+    monkeypatch.setenv("UNLEARNLIB_PROGRESS", "text")
+    with progress_bar(total=1, disable=True) as bar:
+        assert type(bar) is tqdm.std.tqdm

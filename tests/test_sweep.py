@@ -106,3 +106,58 @@ def test_bad_grids_fail_before_compute():
 def test_points_carry_the_profile_values_a_preset_must_restore():
     pts = expand({"profile": "quick", "grid": {"method": ["neggrad_plus"], "lr": [0.01], "seed": [0]}})
     assert pts[0]["preset"] == {"alpha": 0.9, "lr": 0.01}
+
+
+def _free_port() -> int:
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_a_real_ray_head_trains_each_seed_once_and_workers_read_no_driver_files(tmp_path, data_dir):
+    """`ray start --head` on the loopback address, then the README's command through RAY_ADDRESS.
+    Each seed's original and Retrain are trained once (by one task) and reach every point through
+    the object store: the driver's run folder is relative to the driver's working directory (a
+    worker could not find it), holds no checkpoint written by a point, and all points of a seed
+    report one and the same original model."""
+    import ast
+    import os
+    import shutil
+    import subprocess
+    import sys
+    ray_cli = shutil.which("ray", path=os.path.dirname(sys.executable)) or shutil.which("ray")
+    port = _free_port()
+    import secrets
+    # Ray 2.59+ authenticates local clusters with a token: one shared secret for head and driver
+    env = {**os.environ, "RAY_ADDRESS": f"127.0.0.1:{port}", "UNLEARNLIB_DATA": str(data_dir),
+           "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32)}
+    (tmp_path / "grid.yaml").write_text(
+        "name: cluster\nscenario: rb\nprofile: quick\ntrain: {epochs: 2}\nfixed: {epochs: 1}\n"
+        "grid: {method: [neggrad], lr: [0.001, 0.01], seed: [0, 1]}\n")
+    subprocess.run([ray_cli, "start", "--head", "--node-ip-address", "127.0.0.1", "--port", str(port),
+                    "--num-cpus", "2", "--include-dashboard", "false", "--disable-usage-stats"],
+                   check=True, timeout=180, capture_output=True, env=env)
+    try:
+        def sweep():
+            out = subprocess.run([sys.executable, "-m", "unlearnlib", "sweep", "grid.yaml", "--run-dir", "run"],
+                                 cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+            assert out.returncode == 0, out.stderr[-3000:]
+            line = next(l for l in out.stdout.splitlines() if l.startswith("sweep cluster: "))
+            return ast.literal_eval(line.split(": ", 1)[1])
+        first = sweep()
+        assert (first["ran"], first["failed"], first["trained_seeds"]) == (4, 0, [0, 1])
+        rows = ResultsStore(tmp_path / "run" / "results.jsonl").rows()
+        assert len(rows) == 4 and {r["status"] for r in rows} == {"ok"}
+        for seed in (0, 1):
+            assert len({r["original_sha256"] for r in rows if r["seed"] == seed}) == 1
+        assert {r["original_sha256"] for r in rows if r["seed"] == 0}.isdisjoint(
+            {r["original_sha256"] for r in rows if r["seed"] == 1})
+        assert sorted(p.name for p in (tmp_path / "run").rglob("*.safetensors")) == sorted(
+            p.name for p in (tmp_path / "run" / "models").iterdir())  # only the driver's copy of the models
+        assert len(list((tmp_path / "run" / "models").iterdir())) == 4
+        again = sweep()
+        assert (again["ran"], again["skipped"], again["trained_seeds"]) == (0, 4, [])
+    finally:
+        subprocess.run([ray_cli, "stop", "--force"], timeout=120, capture_output=True, env=env)

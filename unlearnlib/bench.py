@@ -1,4 +1,4 @@
-"""Speed benchmark: ``python -m unlearnlib.bench [--profile quick|paper] [--compile MODE] [--workers N] [--smoke]``.
+"""Speed benchmark: ``python -m unlearnlib.bench [--profile quick|paper] [--compile MODE] [--workers N] [--smoke] [--check]``.
 
 Prints, for the profile and device:
 
@@ -9,7 +9,11 @@ Prints, for the profile and device:
   trained concurrently;
 * with ``--compile``, the seconds spent compiling, apart from the figures above (the study's
   end-to-end time includes them);
-* the device's name, the CPU threads and the versions used.
+* the device's name, the CPU threads and the versions used;
+* on a GPU, the peak GPU memory; with ``--check``, one PASS/FAIL line per target of
+  :func:`check_lines` (whole study, SCRUB/Retrain time, images/s at batch 512 beside an eager
+  fp32 baseline measured in the same process, peak memory), also stored in the record.
+  ``--profile paper --check`` needs a CUDA GPU and says so on a CPU, before any compute.
 
 The figures are appended as one JSON line to ``benchmarks/results.jsonl`` (or ``--out``).
 """
@@ -31,27 +35,28 @@ from .runtime import sync
 
 
 def throughput(width: float, batch: int, steps: int, device, size: int = 32,
-               compile: str = "off") -> tuple[float, float]:
+               compile: str = "off", amp: str = "auto", fast: bool = True) -> tuple[float, float]:
     """Training images/s (forward, backward, SGD step) of ResNet-18 on random 32x32 batches, the
     training loop's own forward (:class:`~unlearnlib.train.Forward`, ``compile`` mode) and
-    optimizer; returns ``(images_per_s, compile_seconds)``."""
+    optimizer; returns ``(images_per_s, compile_seconds)``. ``amp="fp32", fast=False,
+    compile="off"`` is the plain eager fp32 baseline of the same step."""
     from .data import LabelledImages, to_float
     from .models import build_model
     from .forward import Forward
     from .runtime import autocast, make_optimizer
     dev = torch.device(device)
     m = build_model("resnet18", 10, width).to(dev)
-    if dev.type == "cuda":
+    if dev.type == "cuda" and fast:
         m = m.to(memory_format=torch.channels_last)
-    opt = make_optimizer(m, 0.1, 0.9, 5e-4)
+    opt = make_optimizer(m, 0.1, 0.9, 5e-4, fast=fast)
     data = LabelledImages(torch.randint(0, 256, (batch, 3, size, size), dtype=torch.uint8),
                           torch.randint(0, 10, (batch,))).to(dev)
     x, y = to_float(data.images), data.labels
     with Forward(m, mode=compile) as fwd:
-        compile_secs = fwd.warmup(data, {batch})
+        compile_secs = fwd.warmup(data, {batch}, fast, amp)
 
         def step():
-            with autocast(dev, True):
+            with autocast(dev, fast, amp):
                 loss = F.cross_entropy(fwd.logits(x).float(), y)
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -64,6 +69,59 @@ def throughput(width: float, batch: int, steps: int, device, size: int = 32,
             step()
         sync(dev)
         return batch * steps / (time.perf_counter() - t0), compile_secs
+
+
+# ``--check``'s targets (issue 17): the whole paper study within 5 minutes on an H100-class GPU and
+# 30 on a T4; SCRUB at most 0.35x Retrain's time; 60,000 training images/s at batch 512 on an
+# H100-class GPU; peak memory within a T4's 15 GB.
+STUDY_SECONDS = {"h100": 300.0, "t4": 1800.0}
+SCRUB_RATIO = 0.35
+H100_IMAGES_PER_S = 60_000.0
+PEAK_MEMORY_GB = 15.0
+
+
+def gpu_class(name: str) -> str:
+    """``"h100"`` for H100/H200-class cards (by name), ``"t4"`` for a T4, else ``"other"``."""
+    n = name.upper()
+    return "h100" if ("H100" in n or "H200" in n or "GH200" in n) else "t4" if "T4" in n else "other"
+
+
+def check_lines(fig: dict) -> list[dict]:
+    """The ``--check`` verdicts of a benchmark record ``fig``: one dict per target with ``name``,
+    ``value``, ``target`` (text), ``passed`` (True, False, or None where the target does not apply
+    to this device) and ``device``."""
+    dev, cls = fig["device"], gpu_class(fig["device"])
+    out = []
+
+    def line(name, value, target, passed):
+        out.append({"name": name, "value": value, "target": target, "passed": passed, "device": dev})
+
+    if "study" in fig:
+        limit = STUDY_SECONDS.get(cls)
+        secs = fig["study"]["seconds"]
+        line("whole study (s)", secs, f"<= {limit:.0f} s on this GPU class" if limit else
+             "<= 300 s (H100 class) / 1800 s (T4); none for this device", None if limit is None else secs <= limit)
+    ratio = fig.get("ratio_to_retrain", {}).get("scrub")
+    if ratio is not None:
+        line("SCRUB / Retrain time", ratio, f"<= {SCRUB_RATIO}", ratio <= SCRUB_RATIO)
+    ips = fig.get("images_per_s", {}).get("512")
+    if ips is not None:
+        base = fig.get("baseline_images_per_s", {}).get("512")
+        speedup = f" ({ips / base:.2f}x the eager fp32 baseline, {base:,.0f} images/s)" if base else ""
+        line(f"training images/s, batch 512{speedup}", ips,
+             f">= {H100_IMAGES_PER_S:,.0f} (H100 class)" + ("" if cls == "h100" else "; none for this device"),
+             ips >= H100_IMAGES_PER_S if cls == "h100" else None)
+    mem = fig.get("peak_memory_gb")
+    if mem is not None:
+        line("peak GPU memory (GB)", mem, f"<= {PEAK_MEMORY_GB} (a T4's memory)", mem <= PEAK_MEMORY_GB)
+    return out
+
+
+def _print_check(lines: list[dict]) -> None:
+    for c in lines:
+        verdict = {True: "PASS", False: "FAIL", None: "n/a "}[c["passed"]]
+        value = f"{c['value']:,.3f}" if isinstance(c["value"], float) else str(c["value"])
+        print(f"  [{verdict}] {c['name']}: {value}   target {c['target']}   ({c['device']})")
 
 
 def main(argv=None) -> int:
@@ -79,6 +137,10 @@ def main(argv=None) -> int:
     ap.add_argument("--workers", type=int, default=1, help="seeds trained concurrently in the study")
     ap.add_argument("--out", default=None, help="JSON-lines file to append to (default benchmarks/results.jsonl)")
     ap.add_argument("--data-dir", default=None)
+    ap.add_argument("--check", action="store_true",
+                    help="the GPU targets: the whole study, SCRUB/Retrain time, images/s at batch 512 (with an "
+                         "eager fp32 baseline of the same step) and peak memory, one PASS/FAIL line each; "
+                         "with --profile paper it needs a CUDA GPU")
     args = ap.parse_args(argv)
     from .config import COMPILE_MODES
     if args.compile not in COMPILE_MODES:
@@ -91,6 +153,11 @@ def main(argv=None) -> int:
     from .study import get_original, method_config, run_scenario
     prof = get_profile(args.profile)
     dev = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    if args.check and args.profile == "paper" and dev.type != "cuda":
+        print("bench --profile paper --check measures the GPU targets (study time, images/s, peak GPU memory) "
+              f"and needs a CUDA GPU; this machine's device is {dev.type!r}. On a CPU, run "
+              "`python -m unlearnlib bench --profile quick --check` (the same checks on the quick profile).")
+        return 2
     if dev.type == "cuda":
         torch.backends.cudnn.benchmark = True
     name = torch.cuda.get_device_name(dev) if dev.type == "cuda" else f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
@@ -108,6 +175,12 @@ def main(argv=None) -> int:
         fig["compile_seconds"][f"throughput_{b}"] = round(csecs, 2)
         extra = f" (compiled in {csecs:.1f} s)" if args.compile != "off" else ""
         print(f"  training throughput, width {prof.width}, batch {b}: {ips:,.0f} images/s{extra}")
+    if args.check:  # the plain eager fp32 baseline of the same step, in this process
+        ips, _ = throughput(prof.width, 512, steps, dev, compile="off", amp="fp32", fast=False)
+        fig["baseline_images_per_s"] = {"512": round(ips, 1)}
+        print(f"  eager fp32 baseline, batch 512: {ips:,.0f} images/s")
+    if dev.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(dev)
 
     with tempfile.TemporaryDirectory() as tmp:
         comp = {"compile": args.compile} if args.compile != "off" else {}
@@ -144,6 +217,12 @@ def main(argv=None) -> int:
                   f"{len(METHODS)} methods + evaluation{', compilation included' if comp else ''}): "
                   f"{fig['study']['seconds']:.1f} s")
 
+    if dev.type == "cuda":
+        fig["peak_memory_gb"] = round(torch.cuda.max_memory_allocated(dev) / 2**30, 2)
+        print(f"  peak GPU memory: {fig['peak_memory_gb']:.2f} GB")
+    if args.check:
+        fig["check"] = check_lines(fig)
+        _print_check(fig["check"])
     out = Path(args.out or Path(__file__).resolve().parent.parent / "benchmarks" / "results.jsonl")
     from .io import atomic_write_bytes
     old = out.read_bytes() if out.is_file() else b""

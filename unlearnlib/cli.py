@@ -1,4 +1,4 @@
-"""Command line: ``python -m unlearnlib run-all | train | sweep | bench | methods | repair-results``."""
+"""Command line: ``python -m unlearnlib run-all | train | sweep | bench | methods | colab-cells | repair-results``."""
 from __future__ import annotations
 
 import argparse
@@ -23,8 +23,11 @@ def run_all(profile: str, run_dir: str | None, data_dir: str | None, seeds: list
         print("run-all needs papermill: pip install 'unlearnlib[notebooks]'", file=sys.stderr)
         return 2
     from tqdm.auto import tqdm
+    import os
     from .profiles import get_profile
     get_profile(profile)
+    # the notebooks' progress bars as text, so that they stream to this terminal (see runtime.progress_bar)
+    os.environ["UNLEARNLIB_PROGRESS"] = "text"
     run = Path(run_dir or f"runs/{profile}").resolve()
     out_nb, figs, tables = run / "notebooks", run / "figures", run / "results"
     for d in (out_nb, figs, tables):
@@ -130,6 +133,9 @@ def main(argv=None) -> int:
     w.add_argument("--cpus-per-point", type=int, default=1)
     w.add_argument("--preset", default=None, help="write the chosen configs as this preset name")
     sub.add_parser("methods", help="list the registered unlearning methods and their sources")
+    c = sub.add_parser("colab-cells", help="regenerate every notebook's Colab badge and install line "
+                                            "from unlearnlib.colab (pinned to this version's tag)")
+    c.add_argument("--check", action="store_true", help="only report the notebooks that disagree (exit 1)")
     r = sub.add_parser("repair-results", help="keep a results file's good rows; move bad lines to FILE.bad")
     r.add_argument("file", help="the results.jsonl to repair")
     b = sub.add_parser("bench", help="speed benchmark (see unlearnlib.bench)")
@@ -154,6 +160,12 @@ def _dispatch(ap, args) -> int:
         return sweep_cmd(args)
     if args.cmd == "methods":
         return methods_cmd()
+    if args.cmd == "colab-cells":
+        from .colab import sync_notebooks
+        bad = sync_notebooks(_root() / "notebooks", write=not args.check)
+        for name in bad:
+            print(f"{'differs' if args.check else 'rewritten'}: {name}")
+        return 1 if (args.check and bad) else 0
     if args.cmd == "repair-results":
         from .results import repair_results
         if not Path(args.file).is_file():

@@ -19,7 +19,7 @@ __all__ = ["TrainConfig", "check_config", "hashable_config", "field_range", "SCH
            "COMPILE_MODES"]
 
 SCHEDULES = ("onecycle", "cosine", "constant")
-AMP_MODES = ("auto", "bf16", "fp32")
+AMP_MODES = ("auto", "bf16", "fp16", "fp32")
 # "off": eager. Others are torch.compile modes; "reduce-overhead" adds CUDA graphs (GPU only).
 COMPILE_MODES = ("off", "default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 # ranges shared by every config that has these fields
@@ -41,7 +41,7 @@ class TrainConfig:
     augment: bool = True           # random crop (pad H/8) + horizontal flip, on the device
     label_smoothing: float = 0.0   # cross-entropy label smoothing
     fast: bool = True              # CUDA only: bf16 autocast, channels_last, fused SGD
-    amp: str = "auto"              # "auto" (bf16 on CUDA when fast), "bf16" (any device), "fp32"
+    amp: str = "auto"              # "auto" (CUDA, fast: bf16 on capability >= 8, fp16 + scaler on 7.x), "bf16", "fp16", "fp32"
     compile: str = "off"           # torch.compile mode of the forward: "off" (eager) or one of COMPILE_MODES
 
     RANGES: ClassVar[dict] = {"warmup_epochs": "[0, 10000]", "label_smoothing": "[0, 1)"}

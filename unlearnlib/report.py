@@ -6,6 +6,7 @@ results give byte-identical files. Tables are written as Markdown and CSV.
 from __future__ import annotations
 
 import io
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -85,9 +86,22 @@ def scenario_report(rows: list[dict], scenario: str, profile: str, results_dir, 
     return md, fig
 
 
+def _in_kernel() -> bool:
+    """Whether this runs in a Jupyter kernel (Colab, Jupyter, papermill), whose inline backend
+    shows each figure under its cell."""
+    if "ipykernel" not in sys.modules:
+        return False
+    from IPython import get_ipython
+    return getattr(get_ipython(), "kernel", None) is not None
+
+
 def _plt():
+    """pyplot. Outside a kernel (scripts, tests) it is put on the file-only Agg backend; inside
+    one the kernel's backend is left alone, so that figures show inline in the notebook and are
+    saved to files by :func:`save_figure` as well."""
     import matplotlib
-    matplotlib.use("Agg", force=False)
+    if not _in_kernel():
+        matplotlib.use("Agg", force=False)
     import matplotlib.pyplot as plt
     return plt
 

@@ -10,8 +10,19 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-__all__ = ["seed_everything", "set_deterministic", "sync", "device_of", "use_fast", "autocast",
-           "make_optimizer", "make_generator", "batch_sizes", "default_device", "device_name"]
+__all__ = ["progress_bar", "seed_everything", "set_deterministic", "sync", "device_of", "use_fast", "precision", "autocast",
+           "make_scaler", "make_optimizer", "make_generator", "batch_sizes", "default_device", "device_name"]
+
+
+def progress_bar(*args, **kwargs):
+    """A tqdm bar: ``tqdm.auto`` (a widget in Jupyter and Colab, text elsewhere), or plain text
+    when ``UNLEARNLIB_PROGRESS=text``, which ``run-all`` sets so that the notebooks it executes
+    stream their progress to the terminal (a widget would print nothing there)."""
+    if os.environ.get("UNLEARNLIB_PROGRESS") == "text":
+        from tqdm.std import tqdm
+    else:
+        from tqdm.auto import tqdm
+    return tqdm(*args, **kwargs)
 
 
 def seed_everything(seed: int) -> None:
@@ -53,11 +64,38 @@ def use_fast(device: torch.device, fast: bool) -> bool:
     return fast and device.type == "cuda"
 
 
+def precision(device, fast: bool = True, amp: str = "auto") -> str:
+    """The arithmetic the loop runs in: ``"bf16"``, ``"fp16"`` or ``"fp32"``.
+
+    An explicit ``amp`` ("bf16", "fp16", "fp32") is taken as given. ``"auto"`` chooses per device:
+    on CUDA with the fast path, bf16 autocast on compute capability 8.0 and above (A100, H100, L4,
+    RTX 30xx/40xx), fp16 autocast with a gradient scaler on 7.x (V100, T4: no bf16 tensor cores,
+    and Triton does not compile bf16 for sm_75), fp32 below; fp32 on every other device (CPU).
+    """
+    device = torch.device(device)
+    if amp != "auto":
+        return amp
+    if not use_fast(device, fast):
+        return "fp32"
+    major = torch.cuda.get_device_capability(device)[0]
+    return "bf16" if major >= 8 else "fp16" if major == 7 else "fp32"
+
+
 def autocast(device: torch.device, fast: bool, amp: str = "auto"):
-    """bf16 autocast (fp32 weights; batch-norm and losses stay fp32) per ``amp``; see TrainConfig."""
-    if amp == "bf16" or (amp == "auto" and use_fast(device, fast)):
-        return torch.autocast(device.type, dtype=torch.bfloat16)
-    return contextlib.nullcontext()
+    """Autocast to :func:`precision`'s dtype (fp32 weights; batch-norm and losses stay fp32);
+    a no-op for fp32."""
+    device = torch.device(device)
+    p = precision(device, fast, amp)
+    if p == "fp32":
+        return contextlib.nullcontext()
+    return torch.autocast(device.type, dtype=torch.bfloat16 if p == "bf16" else torch.float16)
+
+
+def make_scaler(device, fast: bool = True, amp: str = "auto"):
+    """A ``torch.amp.GradScaler`` where :func:`precision` is fp16 (its small exponent range
+    underflows small gradients without loss scaling), else None."""
+    device = torch.device(device)
+    return torch.amp.GradScaler(device.type) if precision(device, fast, amp) == "fp16" else None
 
 
 def make_optimizer(model: nn.Module, lr: float, momentum: float, weight_decay: float,

@@ -36,11 +36,11 @@ from .metrics import evaluate
 from .models import build_model
 from .profiles import get_profile
 from .results import ResultsStore
-from .runtime import default_device, device_name, seed_everything
+from .runtime import default_device, device_name, precision, progress_bar, seed_everything
 from .splits import Split, make_split
 from .train import train
 
-__all__ = ["default_device", "get_original", "run_method", "run_scenario", "tune", "tuning_grid", "run_tuned", "beta_sweep", "select_beta", "load_unlearned", "method_config",
+__all__ = ["default_device", "get_original", "epoch_printer", "run_method", "run_scenario", "tune", "tuning_grid", "run_tuned", "beta_sweep", "select_beta", "load_unlearned", "method_config",
            "SeedModels", "prepare_seed", "model_for", "score", "few_model_forgetting", "validate_workers",
            "RESULTS_FILE", "TABLE_METRICS", "RETAIN_TOLERANCE"]
 
@@ -100,10 +100,20 @@ def get_original(scenario: str, seed: int, profile: str = "quick", run_dir="runs
     # after a resume: the seconds of this session only; compilation is reported apart
     seconds = time.perf_counter() - t0 - history.compile_seconds
     save_checkpoint(path, model, **expect, history=history, seconds=seconds,
-                    compile_seconds=history.compile_seconds, device=device_name(device))
+                    compile_seconds=history.compile_seconds, device=device_name(device),
+                    precision=precision(device, cfg.fast, cfg.amp))
     resume.unlink(missing_ok=True)
     meta = load_checkpoint(path, expect=expect)[1]
     return model.eval(), split, meta
+
+
+def epoch_printer(what: str):
+    """A ``progress(epoch, row)`` callback for :func:`get_original` (or any training loop) that
+    prints one line per epoch: ``what``, the epoch, and the row's loss, accuracy and seconds."""
+    def show(epoch: int, row: dict) -> None:
+        parts = [f"{k} {float(row[k]):.4g}" for k in ("loss", "acc", "seconds") if k in row]
+        print(f"{what} epoch {epoch}: " + ", ".join(parts), flush=True)
+    return show
 
 
 def _resume_file(path: Path, chash: str) -> Path:
@@ -155,7 +165,8 @@ def run_method(method: str, original, split, profile: str, run_dir, device=None,
     res = unlearn(method, original, split, cfg, resume=resume, on_epoch_end=progress, meta=origin)
     save_checkpoint(path, res.model, **expect, history=res.history, seconds=res.seconds,
                     compile_seconds=res.compile_seconds, diverged=res.diverged, rewound_epoch=res.rewound_epoch,
-                    config=res.config, device=device_name(device))
+                    config=res.config, device=device_name(device),
+                    precision=precision(device, cfg.fast, getattr(cfg, "amp", "auto")))
     resume.unlink(missing_ok=True)
     return load_checkpoint(path, expect=expect, device=device)
 
@@ -278,7 +289,6 @@ def run_scenario(scenario: str, seeds, profile: str = "quick", methods=None, run
     ("official", "tuned", ...); ``tag_config`` keeps each configuration's checkpoint apart.
     Returns exactly the rows of this call (its methods, configs and seeds), each with ``variant``.
     """
-    from tqdm.auto import tqdm
     device = device or default_device()
     methods = list(methods or method_names())
     for m in methods:
@@ -294,7 +304,7 @@ def run_scenario(scenario: str, seeds, profile: str = "quick", methods=None, run
         check_config(dataclasses.replace(get_profile(profile).train_for(scenario), **train_overrides))
     store = ResultsStore(Path(run_dir) / RESULTS_FILE)
     order = ["retrain"] + [m for m in methods if m != "retrain"]
-    bar = tqdm(total=len(seeds) * (len(order) + 1), desc=f"{scenario} {profile} {variant}", disable=not progress)
+    bar = progress_bar(total=len(seeds) * (len(order) + 1), desc=f"{scenario} {profile} {variant}", disable=not progress)
     if workers > 1 and len(seeds) > 1:
         threads = max(1, torch.get_num_threads() // min(workers, len(seeds)))
         jobs = [dict(scenario=scenario, seed=seed, profile=profile, run_dir=str(run_dir), data_dir=data_dir,
@@ -326,7 +336,7 @@ def run_scenario(scenario: str, seeds, profile: str = "quick", methods=None, run
             assert meta["config_hash"] == k["config_hash"], (meta["config_hash"], k)
             row = score(s, model, meta)
             row.update(k)
-            row.update(profile=profile, device=meta.get("device"), git_commit=git_commit(),
+            row.update(profile=profile, device=meta.get("device"), precision=meta.get("precision"), git_commit=git_commit(),
                        versions=versions(), history=meta.get("history"),
                        diverged=meta.get("diverged", False), config=meta.get("config"),
                        compile_seconds=meta.get("compile_seconds", 0.0), variant=variant)
@@ -366,14 +376,13 @@ def tune(scenario: str, profile: str, run_dir, *, seed: int = 0, methods=None, d
     Returns ``{method: {"overrides": {...}, "avg_gap_val": ..., "grid": [(overrides, avg_gap_val), ...]}}``
     for the methods that have a grid; where no point qualifies, the official point (the grid's
     first) with ``"fallback": True`` and a warning."""
-    from tqdm.auto import tqdm
     methods = [m for m in (methods or method_names()) if tuning_grid(m, profile, scenario)]
     points = [(m, p) for m in methods for p in tuning_grid(m, profile, scenario)]
     if not points:
         return {}
     device = device or default_device()
     store = ResultsStore(Path(run_dir) / RESULTS_FILE)
-    bar = tqdm(points, desc=f"{scenario} {profile} tuning grid (seed {seed})", disable=not progress)
+    bar = progress_bar(points, desc=f"{scenario} {profile} tuning grid (seed {seed})", disable=not progress)
     s = prepare_seed(scenario, seed, profile, run_dir, data_dir=data_dir, device=device, tag_config=True,
                      progress=lambda what, e, r: bar.set_postfix_str(f"{what} epoch {e}"))
     out: dict = {}
@@ -388,7 +397,8 @@ def tune(scenario: str, profile: str, run_dir, *, seed: int = 0, methods=None, d
             model, meta = model_for(s, method, profile, run_dir, device, **point,
                                     progress=lambda e, r: bar.set_postfix_str(f"{method} {point} epoch {e}"))
             row = {**score(s, model, meta), **k, "profile": profile, "variant": "grid", "config": meta.get("config"),
-                   "device": meta.get("device"), "git_commit": git_commit(), "diverged": meta.get("diverged", False)}
+                   "device": meta.get("device"), "precision": meta.get("precision"), "git_commit": git_commit(),
+                   "diverged": meta.get("diverged", False)}
             store.append(row)
         gap = float(row["avg_gap_val"])
         out.setdefault(method, {"grid": []})["grid"].append((point, gap))

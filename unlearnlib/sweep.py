@@ -16,8 +16,18 @@ against Retrain and returns its row; the driver alone appends rows to ``run_dir/
 Points whose row is already stored are skipped, so a restarted sweep runs only what is missing;
 a point that raises is stored with ``status="failed"`` and its error, and the others go on.
 
+Nothing travels through a file system: each seed's original and Retrain are trained once, by one
+Ray task, in a folder local to its worker, and come back as checkpoint bytes (safetensors with
+their payload checksum) that Ray's object store hands to every point of the seed; a point writes
+its own checkpoint only to a temporary folder of its worker. The driver alone writes to
+``run_dir``: the results store, and a copy of each seed's models (``run_dir/models``), verified
+and reused by a restarted sweep. So a multi-node cluster needs no shared disk, and every node
+unlearns the very same original model.
+
 With no address, Ray starts locally on this machine; with ``address`` or ``RAY_ADDRESS`` the
-sweep runs on that cluster (unlearnlib is shipped to the workers with ``runtime_env``).
+sweep runs on that cluster (unlearnlib is shipped to the workers with ``runtime_env``; the data
+reach them by the normal route: an archive folder through ``data_dir``/``UNLEARNLIB_DATA``, or
+the checked download).
 Presets are written and read by :mod:`unlearnlib.presets`.
 """
 from __future__ import annotations
@@ -87,35 +97,90 @@ def expand(spec) -> list[dict]:
     return points
 
 
-def _prepare(scenario, seed, profile, run_dir, data_dir, train, threads):
-    """Original model and Retrain reference of one seed (checkpointed in run_dir)."""
+def _prepare(scenario, seed, profile, data_dir, train, threads) -> dict:
+    """Ray task: the original model and Retrain reference of one seed, trained in a folder local to
+    the worker. Returns their checkpoints as bytes (safetensors: weights, metadata and payload
+    checksum, no pickle), which travel to the driver and to every point through Ray's object store:
+    no node needs another's disk."""
+    import tempfile
+
     import torch
     torch.set_num_threads(threads)
     from .study import prepare_seed
-    s = prepare_seed(scenario, seed, profile, run_dir, data_dir=data_dir, train_overrides=train,
-                     retrain_overrides=train, tag_config=True)
-    return {"fingerprint": s.split.fingerprint, "retrain_seconds": s.retrain_meta.get("seconds")}
+    with tempfile.TemporaryDirectory() as tmp:
+        s = prepare_seed(scenario, seed, profile, tmp, data_dir=data_dir, train_overrides=train,
+                         retrain_overrides=train, tag_config=True)
+        files = sorted((Path(tmp) / "checkpoints").glob("*.safetensors"))
+        pick = lambda what: next(f for f in files if f"-seed{seed}-{what}" in f.name).read_bytes()
+        return {"original": pick("original"), "retrain": pick("retrain"), "fingerprint": s.split.fingerprint}
 
 
-def _run_point(point, run_dir, data_dir, threads):
-    """One point through the study's runner: prepare the seed, unlearn (or load), evaluate."""
+def _seed_models(payload: dict, split, train: dict, folder: Path):
+    """The :class:`~unlearnlib.study.SeedModels` of a :func:`_prepare` payload: each checkpoint is
+    written to ``folder`` and loaded back, its checksum and split fingerprint verified."""
+    from .checkpoints import load_checkpoint
+    from .study import SeedModels
+    models = {}
+    for what in ("original", "retrain"):
+        path = Path(folder) / f"{what}.safetensors"
+        path.write_bytes(payload[what])
+        models[what] = load_checkpoint(path, expect={"split_fingerprint": split.fingerprint})
+    (orig, ometa), (ref, rmeta) = models["original"], models["retrain"]
+    return SeedModels(split, orig, ometa, ref, rmeta, dict(train), True)
+
+
+def _run_point(point, payload, data_dir, threads):
+    """Ray task: one point through the study's runner, from the seed's models as they came through
+    the object store (``payload``); the unlearned checkpoint stays in a folder local to the worker."""
+    import tempfile
+
     import torch
     torch.set_num_threads(threads)
     from .runtime import default_device, device_name
-    from .study import model_for, prepare_seed, score
+    from .splits import make_split
+    from .study import model_for, score
     t0 = time.perf_counter()
+    tmp = tempfile.mkdtemp(prefix="unlearnlib-point-")
     try:
-        s = prepare_seed(point["scenario"], point["seed"], point["profile"], run_dir, data_dir=data_dir,
-                         train_overrides=point["train"], retrain_overrides=point["train"], tag_config=True)
-        model, meta = model_for(s, point["method"], point["profile"], run_dir, **point["overrides"])
+        split = make_split(point["scenario"], point["seed"], data_dir, profile=point["profile"])
+        s = _seed_models(payload, split, point["train"], Path(tmp))
+        model, meta = model_for(s, point["method"], point["profile"], tmp, **point["overrides"])
         row = score(s, model, meta)
         row.update(status="failed" if meta.get("diverged") else "ok", diverged=meta.get("diverged", False),
                    history=meta.get("history"))
+        row["original_sha256"] = s.original_meta.get("payload_sha256")
     except Exception as e:  # recorded, and the sweep goes on
         row = {"status": "failed", "error": f"{type(e).__name__}: {e}",
                "traceback": traceback.format_exc(limit=5)}
+    finally:
+        import shutil
+        shutil.rmtree(tmp, ignore_errors=True)
     row.update(point_seconds=time.perf_counter() - t0, device=device_name(default_device()))
     return row
+
+
+def _models_file(run_dir: Path, point: dict, what: str) -> Path:
+    """The driver's own copy of a seed's model for this sweep's recipe (``train``)."""
+    tag = config_hash({"train": point["train"]})[:8]
+    return run_dir / "models" / f"{point['scenario']}-{point['profile']}-seed{point['seed']}-{tag}-{what}.safetensors"
+
+
+def _saved_payload(run_dir: Path, point: dict) -> dict | None:
+    """The seed's models saved by the driver in an earlier sweep, verified (checksum, split), or None."""
+    from .checkpoints import CheckpointDamaged, CheckpointMismatch, load_checkpoint
+    out = {"fingerprint": point["split_fingerprint"]}
+    for what in ("original", "retrain"):
+        path = _models_file(run_dir, point, what)
+        if not path.is_file():
+            return None
+        try:
+            load_checkpoint(path, expect={"split_fingerprint": point["split_fingerprint"]})
+        except (CheckpointDamaged, CheckpointMismatch, ValueError) as e:
+            import warnings
+            warnings.warn(f"{e}; training the seed's models again", RuntimeWarning, stacklevel=3)
+            return None
+        out[what] = path.read_bytes()
+    return out
 
 
 def run_sweep(spec, run_dir="runs/sweep", *, address: str | None = None, data_dir=None,
@@ -125,9 +190,8 @@ def run_sweep(spec, run_dir="runs/sweep", *, address: str | None = None, data_di
 
     ``max_points`` stops after that many new points (used to test interruption).
     """
-    from tqdm.auto import tqdm
-
     from .results import ResultsStore
+    from .runtime import progress_bar
     from .splits import make_split
     try:
         import ray
@@ -148,7 +212,8 @@ def run_sweep(spec, run_dir="runs/sweep", *, address: str | None = None, data_di
     if max_points is not None:
         todo = todo[:max_points]
     t0 = time.perf_counter()
-    summary = {"points": len(points), "skipped": len(points) - len(todo), "ran": 0, "failed": 0}
+    summary = {"points": len(points), "skipped": len(points) - len(todo), "ran": 0, "failed": 0,
+               "trained_seeds": []}
     if not todo:
         summary["seconds"] = 0.0
         return summary
@@ -158,16 +223,34 @@ def run_sweep(spec, run_dir="runs/sweep", *, address: str | None = None, data_di
     init = dict(ignore_reinit_error=True, include_dashboard=False, log_to_driver=False,
                 configure_logging=False)
     if address:
-        init.update(address=address, runtime_env={"py_modules": [str(Path(__file__).resolve().parent)]})
+        # the package travels with the job; so do the data and cache locations, where set
+        env = {k: os.environ[k] for k in ("UNLEARNLIB_DATA", "UNLEARNLIB_CACHE") if k in os.environ}
+        init.update(address=address, runtime_env={"py_modules": [str(Path(__file__).resolve().parent)],
+                                                  "env_vars": env})
     ray.init(**init)
     try:
         prep = ray.remote(num_cpus=cpus_per_point, num_gpus=gpus)(_prepare)
         point_task = ray.remote(num_cpus=cpus_per_point, num_gpus=gpus)(_run_point)
-        seeds = sorted({p["seed"] for p in todo})
-        ray.get([prep.remote(spec["scenario"], s, spec["profile"], str(run_dir), data_dir, spec["train"],
-                             cpus_per_point) for s in seeds])
-        pending = {point_task.remote(p, str(run_dir), data_dir, cpus_per_point): p for p in todo}
-        bar = tqdm(total=len(todo), desc=f"sweep {spec['name']}", disable=not progress)
+        # each seed's original and Retrain: trained once, by one task (or read from the driver's own
+        # copy of an earlier sweep), then put in the object store for every point of the seed
+        first = {}
+        for p in todo:
+            first.setdefault(p["seed"], p)
+        refs = {}
+        for seed, p in first.items():
+            saved = _saved_payload(run_dir, p)
+            if saved is not None:
+                refs[seed] = ray.put(saved)
+            else:
+                refs[seed] = prep.remote(spec["scenario"], seed, spec["profile"], data_dir, spec["train"], cpus_per_point)
+                summary["trained_seeds"].append(seed)
+        from .io import atomic_write_bytes
+        for seed in summary["trained_seeds"]:  # the driver keeps a copy, so a restarted sweep reuses them
+            payload = ray.get(refs[seed])
+            for what in ("original", "retrain"):
+                atomic_write_bytes(_models_file(run_dir, first[seed], what), payload[what])
+        pending = {point_task.remote(p, refs[p["seed"]], data_dir, cpus_per_point): p for p in todo}
+        bar = progress_bar(total=len(todo), desc=f"sweep {spec['name']}", disable=not progress)
         while pending:
             done, _ = ray.wait(list(pending), num_returns=1)
             p = pending.pop(done[0])

@@ -3,8 +3,9 @@
 Batches are index slices of tensors already on the model's device (no DataLoader in the hot
 loop); shuffling and augmentation draw from a ``torch.Generator`` seeded per run. Losses and
 accuracy accumulate on the device and are read once per epoch, so there is no host sync per
-step. On CUDA the loop uses bf16 autocast (fp32 weights and batch-norm), channels_last and a
-fused SGD; with ``compile`` set, the model's forward (and so its backward) runs through
+step. On CUDA the loop uses autocast (bf16 on compute capability 8+, fp16 with a gradient
+scaler on 7.x such as Colab's T4; fp32 weights and batch-norm; see
+:func:`~unlearnlib.runtime.precision`), channels_last and a fused SGD; with ``compile`` set, the model's forward (and so its backward) runs through
 ``torch.compile`` (:class:`Forward`), CUDA graphs included with ``"reduce-overhead"``.
 :func:`fit` owns per-epoch history, timing, resumption and the NaN guard. Configs live in
 :mod:`unlearnlib.config`, device helpers in :mod:`unlearnlib.runtime`, the compiled forward in
@@ -30,7 +31,7 @@ from .config import TrainConfig, check_config, hashable_config
 from .data import LabelledImages, augment, payload_digest, to_float
 from .forward import Forward
 from .io import atomic_write_bytes, config_hash
-from .runtime import autocast, batch_sizes, device_of, make_generator, make_optimizer, sync, use_fast
+from .runtime import autocast, batch_sizes, device_of, make_generator, make_optimizer, make_scaler, sync, use_fast
 
 __all__ = ["train", "fit", "run_epoch", "Batch", "predict_logits", "Diverged", "History", "data_digest"]
 
@@ -62,7 +63,8 @@ def run_epoch(model: nn.Module, optimizer, data: LabelledImages, batch_size: int
               paired_generator: torch.Generator | None = None,
               lr_at: Callable[[int], float] | None = None, fast: bool = True,
               amp: str = "auto", drop_last: bool = False,
-              after_backward: Callable[[nn.Module], None] | None = None) -> dict[str, torch.Tensor]:
+              after_backward: Callable[[nn.Module], None] | None = None,
+              scaler=None) -> dict[str, torch.Tensor]:
     """One pass over ``data`` in shuffled mini-batches.
 
     ``objective(model, batch, paired_batch)`` returns ``(loss, report)``: ``loss`` is minimised,
@@ -72,12 +74,21 @@ def run_epoch(model: nn.Module, optimizer, data: LabelledImages, batch_size: int
     so the primary batches are the same as without pairing. ``after_backward(model)`` runs between
     ``backward()`` and the optimizer step, with the gradients in place: a method's gradient mask
     (SalUn) or clipping goes there. Returns ``loss`` (device) and ``steps``.
+
+    ``scaler`` (a ``torch.amp.GradScaler``, from :func:`~unlearnlib.runtime.make_scaler` under
+    fp16) scales each loss before ``backward()`` and unscales the gradients before
+    ``after_backward``, so masks and clipping see true gradients; a step whose gradients overflow
+    is skipped by the scaler (and the scale lowered). Its batch is left out of the epoch's mean
+    loss and counted in ``skipped``: a skipped step is not a divergence, but an epoch whose every
+    step was skipped has a NaN loss, which :func:`fit` treats as one. The objective's sign is
+    free: SCRUB's max-step scales its negated loss like any other.
     """
     dev = data.labels.device
     n = len(data)
     perm = torch.randperm(n, device=dev, generator=generator)
     stops = range(0, n - batch_size + 1 if drop_last else n, batch_size)
     total = torch.zeros((), device=dev)
+    finite = torch.zeros((), device=dev)  # with a scaler: the steps whose loss was finite
     p_perm, p_pos = None, 0
     for step, start in enumerate(stops):
         idx = perm[start:start + batch_size]
@@ -99,12 +110,26 @@ def run_epoch(model: nn.Module, optimizer, data: LabelledImages, batch_size: int
         with autocast(dev, fast, amp):
             loss, report = objective(model, batch, pbatch)
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        if scaler is None:
+            loss.backward()
+            if after_backward is not None:
+                after_backward(model)
+            optimizer.step()
+            total += report.detach().float()
+            continue
+        scaler.scale(loss).backward()
+        scaler.unscale_(optimizer)
         if after_backward is not None:
             after_backward(model)
-        optimizer.step()
-        total += report.detach().float()
-    return {"loss": total / max(1, len(stops)), "steps": len(stops)}
+        scaler.step(optimizer)  # skipped when a gradient is inf or NaN
+        scaler.update()
+        r = report.detach().float()
+        ok = torch.isfinite(r)
+        total += torch.where(ok, r, torch.zeros_like(r))
+        finite += ok
+    if scaler is None:
+        return {"loss": total / max(1, len(stops)), "steps": len(stops)}
+    return {"loss": total / finite, "steps": len(stops), "skipped": len(stops) - finite}
 
 
 # ---------------------------------------------------------------- resumable epochs
@@ -228,6 +253,7 @@ def train(model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
     if use_fast(dev, cfg.fast):
         model.to(memory_format=torch.channels_last)
     opt = make_optimizer(model, cfg.lr, cfg.momentum, cfg.weight_decay, cfg.nesterov, cfg.fast)
+    scaler = make_scaler(dev, cfg.fast, cfg.amp)
     gen = make_generator(seed, dev)
     steps = math.ceil(len(data) / cfg.batch_size)
     lr = _lr_fn(cfg, steps)
@@ -244,8 +270,11 @@ def train(model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
         correct.zero_()
         model.train()
         row = run_epoch(model, opt, data, cfg.batch_size, objective, gen, augment_data=cfg.augment,
-                        lr_at=lambda step: lr(epoch, step), fast=cfg.fast, amp=cfg.amp)
-        return {"loss": row["loss"], "acc": correct / len(data)}
+                        lr_at=lambda step: lr(epoch, step), fast=cfg.fast, amp=cfg.amp, scaler=scaler)
+        out = {"loss": row["loss"], "acc": correct / len(data)}
+        if "skipped" in row:  # fp16: steps the gradient scaler skipped (overflow)
+            out["skipped"] = row["skipped"]
+        return out
 
     # only a resumable run needs the key (it hashes the data and the starting weights)
     key = "" if resume is None else config_hash({"train": hashable_config(cfg), "seed": seed,

@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from ..config import TrainConfig
 from ..forward import Forward
 from ..models import ResNet18, build_model
-from ..runtime import batch_sizes, device_of, make_generator, make_optimizer, seed_everything
+from ..runtime import batch_sizes, device_of, make_generator, make_optimizer, make_scaler, seed_everything
 from ..train import fit, run_epoch, train
 from .base import Outcome, register, resume_key
 
@@ -98,6 +98,7 @@ def simple_loop(model, data, cfg, ctx, objective, paired=None, paired_batch_size
     """``cfg.epochs`` passes of ``objective(fwd, batch, paired_batch) -> (loss, report)`` over
     ``data`` with constant-lr SGD (Finetune, NegGrad, NegGrad+); ``paired`` is cycled alongside."""
     opt = make_optimizer(model, cfg.lr, cfg.momentum, cfg.weight_decay, fast=cfg.fast)
+    scaler = make_scaler(device_of(model), cfg.fast)
     gen = make_generator(ctx.seed, device_of(model))
     pgen = make_generator(ctx.seed + 7919, device_of(model)) if paired is not None else None
     fwd = Forward(model, mode=cfg.compile)
@@ -107,7 +108,7 @@ def simple_loop(model, data, cfg, ctx, objective, paired=None, paired_batch_size
         model.train()
         return {"loss": run_epoch(model, opt, data, cfg.batch_size, lambda _, b, pb: objective(fwd, b, pb),
                                   gen, paired=paired, paired_batch_size=paired_batch_size,
-                                  paired_generator=pgen, fast=cfg.fast)["loss"]}
+                                  paired_generator=pgen, fast=cfg.fast, scaler=scaler)["loss"]}
 
     sizes = batch_sizes(len(data), cfg.batch_size)
     if paired is not None:

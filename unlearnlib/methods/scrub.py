@@ -21,7 +21,7 @@ from ..data import LabelledImages, to_float
 from ..forward import Forward
 from ..losses import attention_loss_to_maps, attention_map, kd_kl, similarity_loss
 from ..models import FeatureTap
-from ..runtime import autocast, batch_sizes, device_of, make_generator, make_optimizer
+from ..runtime import autocast, batch_sizes, device_of, make_generator, make_optimizer, make_scaler
 from ..train import fit, run_epoch
 from .base import Outcome, error, register, resume_key
 
@@ -185,6 +185,7 @@ def run_scrub(model, sets, cfg: ScrubConfig, ctx) -> Outcome:
     teacher = Teacher(model, cfg, {"retain": retain, "forget": forget})
     student = model  # already a copy of the original
     opt = make_optimizer(student, cfg.lr, cfg.momentum, cfg.weight_decay, fast=cfg.fast)
+    scaler = make_scaler(device_of(model), cfg.fast)  # one for both steps: they share the optimizer
     gen = make_generator(ctx.seed, device_of(model))
     fwd = Forward(student, teacher.layers, cfg.compile)
     states: list = []  # SCRUB+R candidates: (epoch, forget error, weights); epoch 0 is the start
@@ -212,9 +213,9 @@ def run_scrub(model, sets, cfg: ScrubConfig, ctx) -> Outcome:
         row = {"lr": lr}
         if i < cfg.max_steps:
             row["max_loss"] = run_epoch(student, opt, forget, cfg.forget_batch_size,
-                                        max_objective, gen, fast=cfg.fast)["loss"]
+                                        max_objective, gen, fast=cfg.fast, scaler=scaler)["loss"]
         row["min_loss"] = run_epoch(student, opt, retain, cfg.batch_size, min_objective, gen,
-                                    fast=cfg.fast)["loss"]
+                                    fast=cfg.fast, scaler=scaler)["loss"]
         if cfg.rewind:
             snapshot(i + 1)
             row["forget_error"] = states[-1][1]
