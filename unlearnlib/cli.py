@@ -39,7 +39,7 @@ def run_all(profile: str, run_dir: str | None, data_dir: str | None, seeds: list
         bar.set_postfix_str(name)
         params = {"profile": profile, "run_dir": str(run), "figures_dir": str(figs),
                   "data_dir": data_dir}
-        if name not in ("01_train_original", "04_loss_curves"):
+        if name != "01_train_original":
             params["results_dir"] = str(tables)
         if seeds is not None and name not in ("01_train_original", "05_saliency", "07_sweep"):
             params["seeds"] = seeds
