@@ -120,12 +120,14 @@ def _sha256(path: Path) -> str:
     st = path.stat()
     key = (str(path), st.st_size, st.st_mtime_ns)
     if key not in _SHA_MEMO:
-        h = hashlib.sha256()
-        with open(path, "rb") as f:
-            for chunk in iter(lambda: f.read(1 << 22), b""):
-                h.update(chunk)
-        _SHA_MEMO[key] = h.hexdigest()
+        _SHA_MEMO[key] = _file_hash(path, "sha256")
     return _SHA_MEMO[key]
+
+
+def _file_hash(path: Path, algorithm: str) -> str:
+    """Hex digest of a file's bytes (``hashlib.file_digest``, read in chunks)."""
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, algorithm).hexdigest()
 
 
 def _decode_zip(path: Path, prefix: str) -> tuple[np.ndarray, np.ndarray, list[str]]:
@@ -158,7 +160,7 @@ def fetch(url: str, dest: Path, md5: str, size: int, progress: bool = True) -> P
     finished download with the wrong size or checksum is deleted and named in a DataError."""
     import urllib.request
     dest = Path(dest)
-    if dest.is_file() and dest.stat().st_size == size and _md5(dest) == md5:
+    if dest.is_file() and dest.stat().st_size == size and _file_hash(dest, "md5") == md5:
         return dest
     dest.parent.mkdir(parents=True, exist_ok=True)
     part = dest.with_name(dest.name + ".part")
@@ -175,21 +177,13 @@ def fetch(url: str, dest: Path, md5: str, size: int, progress: bool = True) -> P
             while chunk := resp.read(1 << 20):
                 out.write(chunk)
                 bar.update(len(chunk))
-    got_size, got_md5 = part.stat().st_size, _md5(part)
+    got_size, got_md5 = part.stat().st_size, _file_hash(part, "md5")
     if got_size != size or got_md5 != md5:
         part.unlink()
         raise DataError(f"download of {url} failed its check: {got_size:,} bytes with md5 {got_md5}, expected "
                         f"{size:,} bytes with md5 {md5}; the partial file was deleted, run again")
     os.replace(part, dest)
     return dest
-
-
-def _md5(path: Path) -> str:
-    h = hashlib.md5()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _decode_tiny_imagenet(path: Path, part: str, classes: int = 20) -> tuple[np.ndarray, np.ndarray, list[str]]:
