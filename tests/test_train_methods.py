@@ -320,8 +320,8 @@ def test_bf16_fast_path_matches_fp32_within_seed_noise(rb_quick):
     # both fit the training set; test accuracy agrees within the seed-to-seed spread (std ~3.3 points)
     assert accs["fp32"][0] > 0.97 and accs["bf16"][0] > 0.97, accs
     assert abs(accs["fp32"][1] - accs["bf16"][1]) < 0.08, accs
-    with pytest.raises(ValueError, match="amp 'fp16' is not one of auto, bf16, fp32"):
-        train(m, x[:8], y[:8], amp="fp16")
+    with pytest.raises(ValueError, match="amp 'fp8' is not one of auto, bf16, fp16, fp32"):
+        train(m, x[:8], y[:8], amp="fp8")
 
 
 def test_after_backward_hook_sees_gradients_before_the_step(rb_quick):
