@@ -137,6 +137,8 @@ def main(argv=None) -> int:
     ap.add_argument("--workers", type=int, default=1, help="seeds trained concurrently in the study")
     ap.add_argument("--out", default=None, help="JSON-lines file to append to (default benchmarks/results.jsonl)")
     ap.add_argument("--data-dir", default=None)
+    ap.add_argument("--run-dir", default=None,
+                    help="keep the study's results store and checkpoints in this folder (default: a temporary one)")
     ap.add_argument("--check", action="store_true",
                     help="the GPU targets: the whole study, SCRUB/Retrain time, images/s at batch 512 (with an "
                          "eager fp32 baseline of the same step) and peak memory, one PASS/FAIL line each; "
@@ -205,21 +207,30 @@ def main(argv=None) -> int:
         if not args.no_study:
             seeds = [0] if args.smoke else (args.seeds or list(prof.seeds))
             scen = ["rb"] if args.smoke else args.scenarios
-            t0 = time.perf_counter()
+            study_dir = Path(args.run_dir) if args.run_dir else Path(tmp) / "study"
+            from . import study as _study
+            t0, peaks = time.perf_counter(), []
             for sc in scen:
-                run_scenario(sc, seeds, args.profile, run_dir=Path(tmp) / "study", data_dir=args.data_dir,
-                             device=str(dev), progress=False, workers=args.workers,
+                run_scenario(sc, seeds, args.profile, run_dir=study_dir, data_dir=args.data_dir,
+                             device=str(dev), progress=not args.smoke, workers=args.workers,
                              train_overrides=comp or None, overrides={m: comp for m in METHODS})
+                peaks += [r["peak_gpu_memory_gb"] for r in _study.worker_reports
+                          if r.get("peak_gpu_memory_gb") is not None]
+                print(f"  study: {sc} done at {time.perf_counter() - t0:.1f} s", flush=True)
             sync(dev)
+            if peaks:  # the worker processes trained: their peaks, beside the driver's below
+                fig["worker_peak_memory_gb"] = round(max(peaks), 2)
             fig["study"] = {"scenarios": scen, "seeds": seeds, "workers": args.workers,
                             "seconds": round(time.perf_counter() - t0, 2)}
             print(f"  end-to-end study ({'+'.join(scen)}, seeds {seeds}, {args.workers} worker(s), originals + "
                   f"{len(METHODS)} methods + evaluation{', compilation included' if comp else ''}): "
                   f"{fig['study']['seconds']:.1f} s")
 
-    if dev.type == "cuda":
-        fig["peak_memory_gb"] = round(torch.cuda.max_memory_allocated(dev) / 2**30, 2)
-        print(f"  peak GPU memory: {fig['peak_memory_gb']:.2f} GB")
+    if dev.type == "cuda":  # the most one process held: this one, or a study worker (--workers)
+        driver = round(torch.cuda.max_memory_allocated(dev) / 2**30, 2)
+        fig["peak_memory_gb"] = max(driver, fig.get("worker_peak_memory_gb", 0.0))
+        print(f"  peak GPU memory: {fig['peak_memory_gb']:.2f} GB (this process {driver:.2f} GB"
+              + (f", study workers {fig['worker_peak_memory_gb']:.2f} GB)" if "worker_peak_memory_gb" in fig else ")"))
     if args.check:
         fig["check"] = check_lines(fig)
         _print_check(fig["check"])

@@ -245,9 +245,11 @@ def validate_workers(workers) -> int:
     return workers
 
 
-def _prepare_seed(job: dict) -> int:
+def _prepare_seed(job: dict) -> dict:
     """Worker process: the original model, Retrain and every method for one seed, written as
-    checkpoints (no evaluation). Runs the same code as the sequential path."""
+    checkpoints (no evaluation). Runs the same code as the sequential path. Returns the seed, its
+    wall seconds and, on CUDA, the process's peak GPU memory in GiB (else None)."""
+    t0 = time.perf_counter()
     torch.set_num_threads(job["threads"])
     torch.use_deterministic_algorithms(job["deterministic"])
     torch.backends.cudnn.deterministic = job["cudnn_deterministic"]
@@ -257,7 +259,15 @@ def _prepare_seed(job: dict) -> int:
                      retrain_overrides=job["overrides"].get("retrain", {}), tag_config=job["tag_config"])
     for method in job["order"]:
         model_for(s, method, job["profile"], job["run_dir"], job["device"], **job["overrides"].get(method, {}))
-    return job["seed"]
+    dev = torch.device(job["device"])
+    peak = torch.cuda.max_memory_allocated(dev) / 2**30 if dev.type == "cuda" else None
+    return {"seed": job["seed"], "seconds": time.perf_counter() - t0, "peak_gpu_memory_gb": peak}
+
+
+# what the worker processes of the last ``run_scenario(..., workers > 1)`` call reported
+# (:func:`_prepare_seed`'s dicts): ``bench`` reads their peak GPU memory, which the driver's own
+# ``torch.cuda.max_memory_allocated`` cannot see
+worker_reports: list[dict] = []
 
 
 def _prepare_concurrently(jobs: list[dict], workers: int, bar) -> None:
@@ -267,7 +277,7 @@ def _prepare_concurrently(jobs: list[dict], workers: int, bar) -> None:
         futures = {pool.submit(_prepare_seed, job): job["seed"] for job in jobs}
         for fut in as_completed(futures):
             try:
-                fut.result()
+                worker_reports.append(fut.result())
             except Exception as e:
                 raise RuntimeError(f"seed {futures[fut]} failed in its worker process: {e!r}") from e
             if bar is not None:
@@ -305,6 +315,7 @@ def run_scenario(scenario: str, seeds, profile: str = "quick", methods=None, run
     store = ResultsStore(Path(run_dir) / RESULTS_FILE)
     order = ["retrain"] + [m for m in methods if m != "retrain"]
     bar = progress_bar(total=len(seeds) * (len(order) + 1), desc=f"{scenario} {profile} {variant}", disable=not progress)
+    worker_reports.clear()
     if workers > 1 and len(seeds) > 1:
         threads = max(1, torch.get_num_threads() // min(workers, len(seeds)))
         jobs = [dict(scenario=scenario, seed=seed, profile=profile, run_dir=str(run_dir), data_dir=data_dir,
