@@ -44,3 +44,41 @@ def test_check_verdicts_against_the_targets():
     assert [c["passed"] for c in t4] == [False, False, None, False]  # no images/s target on a T4
     cpu = check_lines({"device": "cpu (x86_64, 2 threads)", "study": {"seconds": 9.0}, "ratio_to_retrain": {"scrub": 0.2}})
     assert [c["passed"] for c in cpu] == [None, True]
+
+
+def test_an_unfinished_study_is_a_lower_bound_failing_only_past_the_limit():
+    from unlearnlib.bench import check_lines
+    fig = {"device": "NVIDIA H200"}
+    over = check_lines({**fig, "study": {"seconds": 415.0, "finished": False}})[0]
+    assert over["passed"] is False and "lower bound" in over["name"]
+    under = check_lines({**fig, "study": {"seconds": 200.0, "finished": False}})[0]
+    assert under["passed"] is None  # stopped at 200 s: the whole study may or may not fit in 300 s
+
+
+def test_a_sigterm_during_the_study_still_writes_the_record_and_the_checks(tmp_path, capsys, monkeypatch):
+    """``timeout 500 python -m unlearnlib bench ...`` on a rented GPU: the figures measured before the
+    signal are kept, the study is marked unfinished, and the SIGTERM handler is removed afterwards."""
+    import os
+    import signal
+    from types import SimpleNamespace
+
+    from unlearnlib import bench, methods, study
+    monkeypatch.setattr(bench, "throughput", lambda *a, **k: (1000.0, 0.0))
+    monkeypatch.setattr(study, "get_original", lambda *a, **k: (None, None, {"seconds": 2.0}))
+    monkeypatch.setattr(methods, "unlearn", lambda m, *a, **k: SimpleNamespace(
+        seconds=10.0 if m == "retrain" else 3.0, compile_seconds=0.0))
+    calls = []
+
+    def stopped_study(scenario, *a, **k):
+        calls.append(scenario)
+        os.kill(os.getpid(), signal.SIGTERM)
+    monkeypatch.setattr(study, "run_scenario", stopped_study)
+    before = signal.getsignal(signal.SIGTERM)
+    out = tmp_path / "b.jsonl"
+    assert bench.main(["--profile", "quick", "--check", "--out", str(out)]) == 0
+    assert signal.getsignal(signal.SIGTERM) == before and calls == ["rb"]
+    row = json.loads(out.read_text())
+    assert row["study"]["finished"] is False and row["study"]["scenarios_finished"] == []
+    assert row["ratio_to_retrain"]["scrub"] == 0.3
+    text = capsys.readouterr().out
+    assert "study stopped (signal 15)" in text and "lower bound" in text and "[PASS] SCRUB / Retrain time" in text

@@ -98,9 +98,13 @@ def check_lines(fig: dict) -> list[dict]:
 
     if "study" in fig:
         limit = STUDY_SECONDS.get(cls)
-        secs = fig["study"]["seconds"]
-        line("whole study (s)", secs, f"<= {limit:.0f} s on this GPU class" if limit else
-             "<= 300 s (H100 class) / 1800 s (T4); none for this device", None if limit is None else secs <= limit)
+        secs, finished = fig["study"]["seconds"], fig["study"].get("finished", True)
+        passed = None if limit is None else secs <= limit
+        if not finished:  # stopped: the time is a lower bound, a FAIL only once it is past the limit
+            passed = None if limit is None or secs <= limit else False
+        name = "whole study (s)" if finished else "whole study (s; stopped before the end: a lower bound)"
+        line(name, secs, f"<= {limit:.0f} s on this GPU class" if limit else
+             "<= 300 s (H100 class) / 1800 s (T4); none for this device", passed)
     ratio = fig.get("ratio_to_retrain", {}).get("scrub")
     if ratio is not None:
         line("SCRUB / Retrain time", ratio, f"<= {SCRUB_RATIO}", ratio <= SCRUB_RATIO)
@@ -122,6 +126,30 @@ def _print_check(lines: list[dict]) -> None:
         verdict = {True: "PASS", False: "FAIL", None: "n/a "}[c["passed"]]
         value = f"{c['value']:,.3f}" if isinstance(c["value"], float) else str(c["value"])
         print(f"  [{verdict}] {c['name']}: {value}   target {c['target']}   ({c['device']})")
+
+
+class _StopOnSignal:
+    """Within the block, SIGTERM raises KeyboardInterrupt (and records its number), so that a
+    study stopped by ``timeout`` or a job scheduler still writes its record and check lines."""
+    signum: int | None = None
+
+    def _handler(self, signum, frame):
+        self.signum = signum
+        raise KeyboardInterrupt
+
+    def __enter__(self):
+        import signal
+        import threading
+        self._old = None
+        if threading.current_thread() is threading.main_thread():
+            self._old = signal.signal(signal.SIGTERM, self._handler)
+        return self
+
+    def __exit__(self, *exc):
+        import signal
+        if self._old is not None:
+            signal.signal(signal.SIGTERM, self._old)
+        return False
 
 
 def main(argv=None) -> int:
@@ -184,7 +212,8 @@ def main(argv=None) -> int:
     if dev.type == "cuda":
         torch.cuda.reset_peak_memory_stats(dev)
 
-    with tempfile.TemporaryDirectory() as tmp:
+    stop = _StopOnSignal()
+    with stop, tempfile.TemporaryDirectory() as tmp:
         comp = {"compile": args.compile} if args.compile != "off" else {}
         small = {"epochs": 2} if args.smoke else {}  # smoke: 2-epoch original, 1-epoch methods
         original, split, meta = get_original("rb", 0, args.profile, tmp, args.data_dir, str(dev),
@@ -204,27 +233,38 @@ def main(argv=None) -> int:
             extra = f"   (+ {fig['compile_seconds'][m]:.1f} s compiling)" if comp else ""
             print(f"  {m:17s} {s:8.2f} s   {s / secs['retrain']:.3f} x Retrain{extra}")
 
+        if dev.type == "cuda":
+            print(f"  peak GPU memory so far: {torch.cuda.max_memory_allocated(dev) / 2**30:.2f} GB", flush=True)
+
         if not args.no_study:
             seeds = [0] if args.smoke else (args.seeds or list(prof.seeds))
             scen = ["rb"] if args.smoke else args.scenarios
             study_dir = Path(args.run_dir) if args.run_dir else Path(tmp) / "study"
             from . import study as _study
-            t0, peaks = time.perf_counter(), []
-            for sc in scen:
-                run_scenario(sc, seeds, args.profile, run_dir=study_dir, data_dir=args.data_dir,
-                             device=str(dev), progress=not args.smoke, workers=args.workers,
-                             train_overrides=comp or None, overrides={m: comp for m in METHODS})
-                peaks += [r["peak_gpu_memory_gb"] for r in _study.worker_reports
-                          if r.get("peak_gpu_memory_gb") is not None]
-                print(f"  study: {sc} done at {time.perf_counter() - t0:.1f} s", flush=True)
-            sync(dev)
+            t0, peaks, done = time.perf_counter(), [], []
+            try:  # a SIGTERM (``timeout``, a scheduler) or Ctrl-C stops the study, not the record
+                for sc in scen:
+                    run_scenario(sc, seeds, args.profile, run_dir=study_dir, data_dir=args.data_dir,
+                                 device=str(dev), progress=not args.smoke, workers=args.workers,
+                                 train_overrides=comp or None, overrides={m: comp for m in METHODS})
+                    peaks += [r["peak_gpu_memory_gb"] for r in _study.worker_reports
+                              if r.get("peak_gpu_memory_gb") is not None]
+                    done.append(sc)
+                    print(f"  study: {sc} done at {time.perf_counter() - t0:.1f} s", flush=True)
+                sync(dev)
+            except BaseException as e:
+                if not (stop.signum or isinstance(e, KeyboardInterrupt)):
+                    raise
+                print(f"\n  study stopped ({'signal ' + str(stop.signum) if stop.signum else 'interrupted'}) "
+                      f"after {time.perf_counter() - t0:.1f} s; scenarios finished: {done or 'none'}", flush=True)
             if peaks:  # the worker processes trained: their peaks, beside the driver's below
                 fig["worker_peak_memory_gb"] = round(max(peaks), 2)
             fig["study"] = {"scenarios": scen, "seeds": seeds, "workers": args.workers,
-                            "seconds": round(time.perf_counter() - t0, 2)}
+                            "seconds": round(time.perf_counter() - t0, 2), "finished": done == scen,
+                            "scenarios_finished": done}
             print(f"  end-to-end study ({'+'.join(scen)}, seeds {seeds}, {args.workers} worker(s), originals + "
                   f"{len(METHODS)} methods + evaluation{', compilation included' if comp else ''}): "
-                  f"{fig['study']['seconds']:.1f} s")
+                  f"{fig['study']['seconds']:.1f} s" + ("" if done == scen else " (stopped before the end)"))
 
     if dev.type == "cuda":  # the most one process held: this one, or a study worker (--workers)
         driver = round(torch.cuda.max_memory_allocated(dev) / 2**30, 2)

@@ -273,7 +273,8 @@ worker_reports: list[dict] = []
 def _prepare_concurrently(jobs: list[dict], workers: int, bar) -> None:
     """Run :func:`_prepare_seed` for each job in up to ``workers`` spawned processes."""
     ctx = multiprocessing.get_context("spawn")  # CUDA cannot be forked
-    with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
+    pool = ProcessPoolExecutor(max_workers=workers, mp_context=ctx)
+    try:
         futures = {pool.submit(_prepare_seed, job): job["seed"] for job in jobs}
         for fut in as_completed(futures):
             try:
@@ -282,6 +283,14 @@ def _prepare_concurrently(jobs: list[dict], workers: int, bar) -> None:
                 raise RuntimeError(f"seed {futures[fut]} failed in its worker process: {e!r}") from e
             if bar is not None:
                 bar.set_postfix_str(f"seed {futures[fut]} trained")
+    except BaseException:
+        # Ctrl-C, SIGTERM or a failed seed: stop the other seeds' workers now instead of waiting for
+        # them (what they wrote so far is whole: checkpoints are written atomically)
+        for proc in list((getattr(pool, "_processes", None) or {}).values()):
+            proc.terminate()
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise
+    pool.shutdown()
 
 
 def run_scenario(scenario: str, seeds, profile: str = "quick", methods=None, run_dir="runs/default",
