@@ -8,7 +8,7 @@ import torch
 
 from unlearnlib.losses import kd_kl
 from unlearnlib.config import TrainConfig, field_range
-from unlearnlib.methods import METHODS, default_config, method_config, method_names, unlearn, unlearning
+from unlearnlib.methods import METHODS, default_config, get_method, method_config, method_names, unlearn, unlearning
 from unlearnlib.metrics import accuracy
 from unlearnlib.models import build_model
 from unlearnlib.profiles import PROFILES
@@ -280,10 +280,11 @@ def test_a_config_subclass_without_a_feature_kind_is_refused(rb_quick, original_
 def test_every_registered_method_runs_one_epoch_and_leaves_the_original(method, rb_quick, original_rb):
     """Read from the registry: a new method is exercised here without editing this file."""
     before = copy.deepcopy(original_rb.state_dict())
-    res = unlearn(method, original_rb, rb_quick, method_config(method, "quick", "rb", epochs=1))
+    one = {"epochs": 1} if "epochs" in {f.name for f in dataclasses.fields(get_method(method).config)} else {}
+    res = unlearn(method, original_rb, rb_quick, method_config(method, "quick", "rb", **one))
     assert res.method == method and len(res.history) == 1 and res.seconds > 0
     assert res.model is not original_rb and not res.model.training
-    assert res.config["epochs"] == 1 and all(torch.isfinite(p).all() for p in res.model.parameters())
+    assert res.config.get("epochs", 1) == 1 and all(torch.isfinite(p).all() for p in res.model.parameters())
     assert any(not torch.equal(a, b) for a, b in zip(res.model.state_dict().values(), before.values()))
     assert all(torch.equal(v, before[k]) for k, v in original_rb.state_dict().items())
 

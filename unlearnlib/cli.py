@@ -96,11 +96,13 @@ def sweep_cmd(args) -> int:
 
 
 def methods_cmd() -> int:
-    """Print the method registry: name, label, family and the equation or paper it implements."""
+    """Print the method registry: name, label, family, whether it runs by default (else only when
+    named, ``methods=[...]``) and the equation or paper it implements."""
     from .methods import METHODS
     width = max(len(n) for n in METHODS)
     for name, rec in METHODS.items():
-        print(f"{name:{width}s}  {rec.label:18s} {rec.family:10s} {rec.source}")
+        runs = "default" if rec.default else "opt-in"
+        print(f"{name:{width}s}  {rec.label:18s} {rec.family:11s} {runs:8s} {rec.source}")
     return 0
 
 

@@ -309,7 +309,7 @@ def run_scenario(scenario: str, seeds, profile: str = "quick", methods=None, run
     Returns exactly the rows of this call (its methods, configs and seeds), each with ``variant``.
     """
     device = device or default_device()
-    methods = list(methods or method_names())
+    methods = list(methods or method_names(default_only=True))
     for m in methods:
         get_method(m)  # unknown names fail here, naming the allowed ones
     validate_workers(workers)
@@ -396,7 +396,7 @@ def tune(scenario: str, profile: str, run_dir, *, seed: int = 0, methods=None, d
     Returns ``{method: {"overrides": {...}, "avg_gap_val": ..., "grid": [(overrides, avg_gap_val), ...]}}``
     for the methods that have a grid; where no point qualifies, the official point (the grid's
     first) with ``"fallback": True`` and a warning."""
-    methods = [m for m in (methods or method_names()) if tuning_grid(m, profile, scenario)]
+    methods = [m for m in (methods or method_names(default_only=True)) if tuning_grid(m, profile, scenario)]
     points = [(m, p) for m in methods for p in tuning_grid(m, profile, scenario)]
     if not points:
         return {}

@@ -67,6 +67,8 @@ class Method:
     official: dict = field(default_factory=dict)  # scenario -> the official settings for it
     train_recipe: bool = False  # trains from scratch with the profile's recipe (Retrain)
     check: Callable | None = None  # check(model): ValueError before any compute if unsupported
+    default: bool = True      # run when no method list is given (run_scenario, tune, notebooks, bench);
+                              # False: only when named (methods=[...]), e.g. until its report lands
 
 
 METHODS: dict[str, Method] = {}
@@ -74,7 +76,8 @@ _NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 
 
 def register(name: str, *, config: type, label: str, order: int, source: str, family: str = "",
-             official: dict | None = None, train_recipe: bool = False, check: Callable | None = None):
+             official: dict | None = None, train_recipe: bool = False, check: Callable | None = None,
+             default: bool = True):
     """Decorator that registers ``run`` as method ``name`` (see the module docstring)."""
     if not _NAME.match(name):
         raise ValueError(f"method name {name!r} must match {_NAME.pattern}")
@@ -87,7 +90,7 @@ def register(name: str, *, config: type, label: str, order: int, source: str, fa
         if name in METHODS:
             raise ValueError(f"method {name!r} is already registered (by {METHODS[name].run.__module__})")
         METHODS[name] = Method(name, config, run, label, order, source, family, dict(official or {}),
-                               train_recipe, check)
+                               train_recipe, check, default)
         ordered = sorted(METHODS.values(), key=lambda m: (m.order, m.name))
         METHODS.clear()
         METHODS.update((m.name, m) for m in ordered)
@@ -101,9 +104,11 @@ def get_method(name: str) -> Method:
     return METHODS[name]
 
 
-def method_names(family: str | None = None) -> list[str]:
-    """Registered method names in table order, optionally of one family."""
-    return [n for n, m in METHODS.items() if family is None or m.family == family]
+def method_names(family: str | None = None, *, default_only: bool = False) -> list[str]:
+    """Registered method names in table order, optionally of one family; ``default_only``: only
+    the methods run when no method list is given (:attr:`Method.default`)."""
+    return [n for n, m in METHODS.items()
+            if (family is None or m.family == family) and (m.default or not default_only)]
 
 
 def default_config(method: str, **overrides):

@@ -94,9 +94,12 @@ def ce(fwd, b):
     return F.cross_entropy(fwd.logits(b.x).float(), b.y)
 
 
-def simple_loop(model, data, cfg, ctx, objective, paired=None, paired_batch_size=0) -> Outcome:
+def simple_loop(model, data, cfg, ctx, objective, paired=None, paired_batch_size=0, *,
+                after_backward=None, on_epoch_start=None) -> Outcome:
     """``cfg.epochs`` passes of ``objective(fwd, batch, paired_batch) -> (loss, report)`` over
-    ``data`` with constant-lr SGD (Finetune, NegGrad, NegGrad+); ``paired`` is cycled alongside."""
+    ``data`` with constant-lr SGD (Finetune, NegGrad, NegGrad+, l1-sparse); ``paired`` is cycled
+    alongside. ``after_backward(model)`` runs between backward and the step (a gradient mask);
+    ``on_epoch_start(epoch)`` (from 0) before each epoch (a schedule)."""
     opt = make_optimizer(model, cfg.lr, cfg.momentum, cfg.weight_decay, fast=cfg.fast)
     scaler = make_scaler(device_of(model), cfg.fast)
     gen = make_generator(ctx.seed, device_of(model))
@@ -104,11 +107,14 @@ def simple_loop(model, data, cfg, ctx, objective, paired=None, paired_batch_size
     fwd = Forward(model, mode=cfg.compile)
     key = "" if ctx.resume is None else resume_key(cfg, ctx.seed, [data] + ([paired] if paired is not None else []), model)
 
-    def epoch_fn(_):
+    def epoch_fn(epoch):
+        if on_epoch_start is not None:
+            on_epoch_start(epoch)
         model.train()
         return {"loss": run_epoch(model, opt, data, cfg.batch_size, lambda _, b, pb: objective(fwd, b, pb),
                                   gen, paired=paired, paired_batch_size=paired_batch_size,
-                                  paired_generator=pgen, fast=cfg.fast, scaler=scaler)["loss"]}
+                                  paired_generator=pgen, fast=cfg.fast, scaler=scaler,
+                                  after_backward=after_backward)["loss"]}
 
     sizes = batch_sizes(len(data), cfg.batch_size)
     if paired is not None:
