@@ -94,6 +94,7 @@ display(Markdown(md))
 # %%
 s0 = P["seeds"][0]
 split = make_split(P["scenario"], s0, P["data_dir"], profile=P["profile"])
-models = {m: load_unlearned(m, P["scenario"], s0, P["profile"], P["run_dir"], split) for m in method_order()}
+models = {m: load_unlearned(m, P["scenario"], s0, P["profile"], P["run_dir"], split) for m in method_order()
+          if any(r["method"] == m for r in rows)}
 fig = plot_loss_distributions(loss_distributions(models, split))
 save_figure(fig, P["figures_dir"], f"06_loss_distributions_{P['scenario']}_{P['tag']}")
