@@ -15,7 +15,10 @@ Prints, for the profile and device:
   fp32 baseline measured in the same process, peak memory), also stored in the record.
   ``--profile paper --check`` needs a CUDA GPU and says so on a CPU, before any compute.
 
-The figures are appended as one JSON line to ``benchmarks/results.jsonl`` (or ``--out``).
+The figures are appended as one JSON line to ``benchmarks/results.jsonl`` (or ``--out``), also when a
+SIGTERM or Ctrl-C stops the study (``study.finished`` false; its time is then a lower bound).
+``--run-dir`` keeps the study's results store and checkpoints. ``benchmarks/device/`` holds the
+recipe for a rented GPU (a data subset that fits its upload limit, and this command behind it).
 """
 from __future__ import annotations
 
