@@ -5,6 +5,7 @@ small slice, through ``unlearn()`` and ``evaluate()``. Only ``epochs`` is change
 is sliced so that an epoch is two steps (a full batch and a part one); every method is evaluated on one fixed small slice
 (32 retain and forget images, 64 test and validation) against the untrained starting model."""
 import dataclasses
+import functools
 
 import pytest
 import torch
@@ -33,19 +34,11 @@ def _steps_config(method, scenario):
     return cfg, two_steps(cfg.batch_size), two_steps(getattr(cfg, "forget_batch_size", cfg.batch_size))
 
 
-_SPLITS: dict = {}
-
-
+@functools.cache
 def paper_split(scenario):
     """The scenario's paper split, an untrained full-width model (the methods' starting point and
     the evaluation's reference), and a fixed small evaluation slice with its evaluation cache:
     the reference's outputs on it are computed once for every method of the scenario."""
-    if scenario not in _SPLITS:
-        _SPLITS[scenario] = _make_paper_split(scenario)
-    return _SPLITS[scenario]
-
-
-def _make_paper_split(scenario):
     split = make_split(scenario, 0, profile="paper")
     torch.manual_seed(0)
     model = build_model("resnet18", split.num_classes, get_profile("paper").width, split.mean, split.std)

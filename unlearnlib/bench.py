@@ -182,6 +182,7 @@ def main(argv=None) -> int:
         ap.error(f"--workers must be >= 1, got {args.workers}")
 
     from .methods import method_names, unlearn
+    methods = method_names(default_only=True)  # the paper's methods (opt-in ones run only when named)
     from .profiles import get_profile
     from .study import get_original, method_config, run_scenario
     prof = get_profile(args.profile)
@@ -225,7 +226,7 @@ def main(argv=None) -> int:
         fig["compile_seconds"]["original"] = round(meta.get("compile_seconds", 0.0), 2)
         print(f"  original model (RB seed 0): {meta['seconds']:.2f} s")
         secs = {}
-        for m in ["retrain"] + [m for m in method_names(default_only=True) if m != "retrain"]:
+        for m in ["retrain"] + [m for m in methods if m != "retrain"]:
             over = ({"epochs": 2} if m == "retrain" else {"epochs": 1}) if args.smoke else {}
             res = unlearn(m, original, split, method_config(m, args.profile, "rb", **over, **comp))
             secs[m] = res.seconds
@@ -250,7 +251,7 @@ def main(argv=None) -> int:
                     run_scenario(sc, seeds, args.profile, run_dir=study_dir, data_dir=args.data_dir,
                                  device=str(dev), progress=not args.smoke, workers=args.workers,
                                  train_overrides=comp or None,
-                                 overrides={m: comp for m in method_names(default_only=True)})
+                                 overrides={m: comp for m in methods})
                     peaks += [r["peak_gpu_memory_gb"] for r in _study.worker_reports
                               if r.get("peak_gpu_memory_gb") is not None]
                     done.append(sc)
@@ -267,7 +268,7 @@ def main(argv=None) -> int:
                             "seconds": round(time.perf_counter() - t0, 2), "finished": done == scen,
                             "scenarios_finished": done}
             print(f"  end-to-end study ({'+'.join(scen)}, seeds {seeds}, {args.workers} worker(s), originals + "
-                  f"{len(method_names(default_only=True))} methods + evaluation{', compilation included' if comp else ''}): "
+                  f"{len(methods)} methods + evaluation{', compilation included' if comp else ''}): "
                   f"{fig['study']['seconds']:.1f} s" + ("" if done == scen else " (stopped before the end)"))
 
     if dev.type == "cuda":  # the most one process held: this one, or a study worker (--workers)
