@@ -53,7 +53,7 @@ seeds = None           # list of seeds; None: the profile's seeds (0, 1, 2)
 seed = None            # run this one seed only (overrides seeds), e.g. -p seed 2
 profile = "auto"       # "auto", "quick" (2 CPU cores) or "paper" (full size, GPU)
 data_dir = None        # folder with the offline archives
-workers = 1            # seeds trained at once in separate processes; on a CPU each gets threads/workers
+workers = 1            # models trained at once in separate processes; on a CPU each gets threads/workers
 tuned = True           # also the "tuned on validation" rows, where the profile has a grid (paper-cpu)
 run_dir = None         # checkpoints and results; None: runs/<profile>
 figures_dir = "figures"
@@ -85,7 +85,8 @@ print(f"{len(rows)} result rows, seeds {sorted({r['seed'] for r in rows})}, devi
 # second row. The test set is never read by the choice.
 
 # %%
-picked, tuned_rows = run_tuned(P["scenario"], P["seeds"], P["profile"], P["run_dir"], data_dir=P["data_dir"]) \
+picked, tuned_rows = run_tuned(P["scenario"], P["seeds"], P["profile"], P["run_dir"], data_dir=P["data_dir"],
+                               workers=P["workers"]) \
     if P["tuned"] else ({}, [])
 print(describe_tuning(picked) or "no tuning grid for this profile: official settings only")
 rows += tuned_rows

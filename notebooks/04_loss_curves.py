@@ -55,6 +55,7 @@ seeds = None           # None: the profile's seeds
 seed = None            # one seed only
 profile = "auto"
 betas = None           # feature weights to sweep on RB; None: the profile's (paper-cpu: 0, 1, 10, 100, 1000, 3000; quick: none)
+workers = 1            # models trained at once in separate processes; on a CPU each gets threads/workers
 data_dir = None
 run_dir = None
 figures_dir = "figures"
@@ -107,7 +108,8 @@ save_figure(fig, P["figures_dir"], "04_distillation_types")
 # %%
 BETAS = list(P["betas"] if P["betas"] is not None else get_profile(P["profile"]).betas)
 if BETAS:
-    brows = beta_sweep("rb", P["seeds"], P["profile"], P["run_dir"], BETAS, data_dir=P["data_dir"])
+    brows = beta_sweep("rb", P["seeds"], P["profile"], P["run_dir"], BETAS, data_dir=P["data_dir"],
+                       workers=P["workers"])
     fig = plot_beta(brows)
     save_figure(fig, P["figures_dir"], f"04_beta_rb_{P['tag']}")
     picked = select_beta(brows)

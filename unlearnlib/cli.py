@@ -15,8 +15,9 @@ def _root() -> Path:
 
 
 def run_all(profile: str, run_dir: str | None, data_dir: str | None, seeds: list[int] | None,
-            kernel: str | None, workers: int = 1) -> int:
-    """Execute the notebook series in order with papermill under one run folder."""
+            kernel: str | None, workers: int | None = None) -> int:
+    """Execute the notebook series in order with papermill under one run folder. ``workers``: models
+    trained at once in separate processes (None: the profile's :attr:`~unlearnlib.profiles.Profile.workers`)."""
     try:
         import papermill as pm
     except ImportError:
@@ -25,7 +26,7 @@ def run_all(profile: str, run_dir: str | None, data_dir: str | None, seeds: list
     from tqdm.auto import tqdm
     import os
     from .profiles import get_profile
-    get_profile(profile)
+    workers = get_profile(profile).workers if workers is None else workers
     # the notebooks' progress bars as text, so that they stream to this terminal (see runtime.progress_bar)
     os.environ["UNLEARNLIB_PROGRESS"] = "text"
     run = Path(run_dir or f"runs/{profile}").resolve()
@@ -43,7 +44,7 @@ def run_all(profile: str, run_dir: str | None, data_dir: str | None, seeds: list
             params["results_dir"] = str(tables)
         if seeds is not None and name not in ("01_train_original", "05_saliency", "07_sweep"):
             params["seeds"] = seeds
-        if workers != 1 and name in ("02_rb_cifar10", "03_rc_scrub", "06_privacy"):
+        if workers != 1 and name in ("02_rb_cifar10", "03_rc_scrub", "04_loss_curves", "06_privacy"):
             params["workers"] = workers
         if name == "07_sweep" and get_profile(profile).tune:
             # this profile's notebooks 02/03 already pick each method's settings from a grid on
@@ -119,8 +120,9 @@ def main(argv=None) -> int:
     a.add_argument("--data-dir", default=None, help="folder with the offline archives")
     a.add_argument("--seeds", type=int, nargs="+", default=None)
     a.add_argument("--kernel", default=None, help="Jupyter kernel name (default: the notebook's)")
-    a.add_argument("--workers", type=int, default=1,
-                   help="seeds trained at once in separate processes (same results; see unlearnlib.study)")
+    a.add_argument("--workers", type=int, default=None,
+                   help="models trained at once in separate processes, each with threads/workers CPU threads "
+                        "(default: the profile's; quick 1, paper-cpu 3; see unlearnlib.study)")
     t = sub.add_parser("train", help="train (or load) the original model and print its accuracies")
     t.add_argument("--scenario", default="rb", choices=scenarios)
     t.add_argument("--seed", type=int, default=0)
@@ -153,7 +155,7 @@ def _dispatch(ap, args) -> int:
     if getattr(args, "seeds", None) is not None and any(s < 0 for s in args.seeds):
         ap.error(f"--seeds must be non-negative integers, got {args.seeds}")
     if args.cmd == "run-all":
-        if args.workers < 1:
+        if args.workers is not None and args.workers < 1:
             ap.error(f"--workers must be >= 1, got {args.workers}")
         return run_all(args.profile, args.run_dir, args.data_dir, args.seeds, args.kernel, args.workers)
     if args.cmd == "train":

@@ -21,7 +21,7 @@ import dataclasses
 import multiprocessing
 import time
 import warnings
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -245,52 +245,147 @@ def validate_workers(workers) -> int:
     return workers
 
 
-def _prepare_seed(job: dict) -> dict:
-    """Worker process: the original model, Retrain and every method for one seed, written as
-    checkpoints (no evaluation). Runs the same code as the sequential path. Returns the seed, its
-    wall seconds and, on CUDA, the process's peak GPU memory in GiB (else None)."""
+def _work(job: dict) -> dict:
+    """Worker process: one job of :func:`_run_pool`, written as checkpoints (no evaluation): the
+    seed's original model and Retrain (:func:`prepare_seed`), then, when the job names a method,
+    that method with its overrides (:func:`model_for`). Runs the same code as the sequential path.
+    Returns the job's seed and method, its wall seconds and, on CUDA, the process's peak GPU memory
+    in GiB (else None)."""
     t0 = time.perf_counter()
     torch.set_num_threads(job["threads"])
     torch.use_deterministic_algorithms(job["deterministic"])
     torch.backends.cudnn.deterministic = job["cudnn_deterministic"]
     torch.backends.cudnn.benchmark = job["cudnn_benchmark"]
-    s = prepare_seed(job["scenario"], job["seed"], job["profile"], job["run_dir"], data_dir=job["data_dir"],
+    q, seed, method = job.get("queue"), job["seed"], job.get("method")
+
+    def tell(what, epoch, row=None):
+        if q is not None:
+            q.put(f"seed {seed} {what} epoch {epoch}")
+
+    s = prepare_seed(job["scenario"], seed, job["profile"], job["run_dir"], data_dir=job["data_dir"],
                      device=job["device"], train_overrides=job["train_overrides"],
-                     retrain_overrides=job["overrides"].get("retrain", {}), tag_config=job["tag_config"])
-    for method in job["order"]:
-        model_for(s, method, job["profile"], job["run_dir"], job["device"], **job["overrides"].get(method, {}))
+                     retrain_overrides=job["retrain_overrides"], tag_config=job["tag_config"], progress=tell)
+    if method is not None:
+        model_for(s, method, job["profile"], job["run_dir"], job["device"],
+                  progress=lambda e, r: tell(method, e), **job["overrides"])
     dev = torch.device(job["device"])
     peak = torch.cuda.max_memory_allocated(dev) / 2**30 if dev.type == "cuda" else None
-    return {"seed": job["seed"], "seconds": time.perf_counter() - t0, "peak_gpu_memory_gb": peak}
+    return {"seed": seed, "method": method, "seconds": time.perf_counter() - t0, "peak_gpu_memory_gb": peak}
 
 
-# what the worker processes of the last ``run_scenario(..., workers > 1)`` call reported
-# (:func:`_prepare_seed`'s dicts): ``bench`` reads their peak GPU memory, which the driver's own
-# ``torch.cuda.max_memory_allocated`` cannot see
+# what the worker processes of the last pooled call (``run_scenario``, ``tune`` or ``beta_sweep``
+# with ``workers > 1``) reported (:func:`_work`'s dicts): ``bench`` reads their peak GPU memory,
+# which the driver's own ``torch.cuda.max_memory_allocated`` cannot see
 worker_reports: list[dict] = []
 
 
-def _prepare_concurrently(jobs: list[dict], workers: int, bar) -> None:
-    """Run :func:`_prepare_seed` for each job in up to ``workers`` spawned processes."""
+def _job(scenario, seed, profile, run_dir, *, data_dir=None, device=None, method=None, overrides=None,
+         train_overrides=None, retrain_overrides=None, tag_config=False) -> dict:
+    """One :func:`_work` job: the seed's original and Retrain, then ``method`` (None: those two only)."""
+    return dict(scenario=scenario, seed=seed, profile=profile, run_dir=str(run_dir), data_dir=data_dir,
+                device=str(device or default_device()), method=method, overrides=dict(overrides or {}),
+                train_overrides=train_overrides, retrain_overrides=dict(retrain_overrides or {}),
+                tag_config=tag_config)
+
+
+def _run_pool(jobs: list[dict], workers: int, bar=None) -> None:
+    """Run the ``jobs`` in up to ``workers`` spawned processes, each with ``threads // workers`` CPU
+    threads (at least 1) and the parent's determinism settings, in two stages: first each seed's
+    original model and Retrain (one job per seed, so that no two processes train the same model),
+    then the methods' jobs. Progress (seed, model, epoch) comes back through a
+    queue to ``bar``'s postfix, so a long model never leaves the terminal silent."""
+    if not jobs:
+        return
     ctx = multiprocessing.get_context("spawn")  # CUDA cannot be forked
+    threads = max(1, torch.get_num_threads() // workers)
+    common = dict(threads=threads, deterministic=torch.are_deterministic_algorithms_enabled(),
+                  cudnn_deterministic=torch.backends.cudnn.deterministic,
+                  cudnn_benchmark=torch.backends.cudnn.benchmark)
+    seeds: dict = {}
+    for j in jobs:  # stage 1: one job per (scenario, seed, recipe)
+        key = (j["scenario"], j["seed"], j["profile"], j["run_dir"], repr(j["train_overrides"]),
+               repr(sorted(j["retrain_overrides"].items())))
+        seeds.setdefault(key, {**j, "method": None, "overrides": {}})
+    stages = [list(seeds.values()), [j for j in jobs if j["method"] is not None]]
+    mgr = ctx.Manager()
+    queue = mgr.Queue()
     pool = ProcessPoolExecutor(max_workers=workers, mp_context=ctx)
     try:
-        futures = {pool.submit(_prepare_seed, job): job["seed"] for job in jobs}
-        for fut in as_completed(futures):
-            try:
-                worker_reports.append(fut.result())
-            except Exception as e:
-                raise RuntimeError(f"seed {futures[fut]} failed in its worker process: {e!r}") from e
-            if bar is not None:
-                bar.set_postfix_str(f"seed {futures[fut]} trained")
+        for stage in stages:
+            futures = {pool.submit(_work, {**job, **common, "queue": queue}):
+                       f"seed {job['seed']} " + (job["method"] or "original and Retrain") for job in stage}
+            pending = set(futures)
+            while pending:
+                done, pending = wait(pending, timeout=2.0, return_when=FIRST_COMPLETED)
+                while not queue.empty():
+                    msg = queue.get_nowait()
+                    if bar is not None:
+                        bar.set_postfix_str(msg)
+                for fut in done:
+                    try:
+                        worker_reports.append(fut.result())
+                    except Exception as e:
+                        raise RuntimeError(f"{futures[fut]} failed in its worker process: {e!r}") from e
+                    if bar is not None:
+                        bar.set_postfix_str(f"{futures[fut]} done")
     except BaseException:
-        # Ctrl-C, SIGTERM or a failed seed: stop the other seeds' workers now instead of waiting for
-        # them (what they wrote so far is whole: checkpoints are written atomically)
+        # Ctrl-C, SIGTERM or a failed job: stop the other workers now instead of waiting for them
+        # (what they wrote so far is whole: checkpoints are written atomically)
         for proc in list((getattr(pool, "_processes", None) or {}).values()):
             proc.terminate()
         pool.shutdown(wait=False, cancel_futures=True)
+        mgr.shutdown()
         raise
     pool.shutdown()
+    mgr.shutdown()
+
+
+def _missing(scenario, seeds, profile, run_dir, methods, *, data_dir=None, device=None, overrides=None,
+             train_overrides=None, tag_config=False) -> list[dict]:
+    """The :func:`_work` jobs that a run of ``methods`` on ``seeds`` still needs: the (method, seed)
+    pairs with no row in the results store and no checkpoint of their config (a seed whose original or
+    Retrain is missing gets its stage-1 job from :func:`_run_pool`)."""
+    overrides = overrides or {}
+    store = ResultsStore(Path(run_dir) / RESULTS_FILE)
+    out = []
+    for seed in seeds:
+        base = _job(scenario, seed, profile, run_dir, data_dir=data_dir, device=device,
+                    train_overrides=train_overrides, retrain_overrides=overrides.get("retrain", {}),
+                    tag_config=tag_config)
+        split = make_split(scenario, seed, data_dir, profile=profile)
+        out.append(base)
+        try:
+            ometa = _original_meta(split, profile, run_dir, train_overrides)
+        except FileNotFoundError:  # not trained yet: every method of the seed is missing
+            out += [{**base, "method": m, "overrides": dict(overrides.get(m, {}))} for m in methods
+                    if m not in ("original", "retrain")]
+            continue
+        for m in methods:
+            if m in ("original", "retrain"):
+                continue
+            over = dict(overrides.get(m, {}))
+            chash = _method_hash(method_config(m, profile, scenario, **over), ometa)
+            if store.has(scenario=scenario, method=m, seed=seed, config_hash=chash,
+                         split_fingerprint=split.fingerprint):
+                continue
+            tag = f"-{chash[:8]}" if tag_config else ""
+            if _load_if_matching(_ckpt(run_dir, f"{scenario}-{profile}-seed{seed}-{m}{tag}"),
+                                 _expect(split, profile, method=m, config_hash=chash), "cpu") is not None:
+                continue
+            out.append({**base, "method": m, "overrides": over})
+    return out
+
+
+def _original_meta(split, profile, run_dir, train_overrides=None) -> dict:
+    """The stored original model's checkpoint metadata (FileNotFoundError: none, or not this recipe)."""
+    scenario, seed = split.scenario, split.seed
+    cfg = dataclasses.replace(get_profile(profile).train_for(scenario), **(train_overrides or {}))
+    expect = _expect(split, profile, method="original", config_hash=config_hash(hashable_config(cfg)))
+    tag = "" if not train_overrides else "-" + expect["config_hash"][:8]
+    hit = _load_if_matching(_ckpt(run_dir, f"{scenario}-{profile}-seed{seed}-original{tag}"), expect, "cpu")
+    if hit is None:
+        raise FileNotFoundError(f"no original model for {scenario} seed {seed} in {run_dir}")
+    return hit[1]
 
 
 def run_scenario(scenario: str, seeds, profile: str = "quick", methods=None, run_dir="runs/default",
@@ -325,14 +420,10 @@ def run_scenario(scenario: str, seeds, profile: str = "quick", methods=None, run
     order = ["retrain"] + [m for m in methods if m != "retrain"]
     bar = progress_bar(total=len(seeds) * (len(order) + 1), desc=f"{scenario} {profile} {variant}", disable=not progress)
     worker_reports.clear()
-    if workers > 1 and len(seeds) > 1:
-        threads = max(1, torch.get_num_threads() // min(workers, len(seeds)))
-        jobs = [dict(scenario=scenario, seed=seed, profile=profile, run_dir=str(run_dir), data_dir=data_dir,
-                     device=str(device), train_overrides=train_overrides, order=order, overrides=overrides,
-                     threads=threads, deterministic=torch.are_deterministic_algorithms_enabled(),
-                     cudnn_deterministic=torch.backends.cudnn.deterministic,
-                     cudnn_benchmark=torch.backends.cudnn.benchmark, tag_config=tag_config) for seed in seeds]
-        _prepare_concurrently(jobs, workers, bar)
+    if workers > 1:
+        _run_pool(_missing(scenario, seeds, profile, run_dir, order, data_dir=data_dir, device=device,
+                           overrides=overrides, train_overrides=train_overrides, tag_config=tag_config),
+                  workers, bar)
     keys = []
     for seed in seeds:
         bar.set_postfix_str(f"seed {seed}: original and Retrain")
@@ -386,7 +477,7 @@ def tuning_grid(method: str, profile: str, scenario: str) -> list[dict]:
 
 
 def tune(scenario: str, profile: str, run_dir, *, seed: int = 0, methods=None, data_dir=None,
-         device=None, progress: bool = True, tolerance: float = RETAIN_TOLERANCE) -> dict:
+         device=None, progress: bool = True, tolerance: float = RETAIN_TOLERANCE, workers: int = 1) -> dict:
     """Pick each method's settings from :func:`tuning_grid` by the smallest Avg. Gap to Retrain on
     the *validation* set (``avg_gap_val``) of one seed, among the points that did not diverge and
     keep retain accuracy within ``tolerance`` of Retrain's; the reported test set is never read.
@@ -395,12 +486,18 @@ def tune(scenario: str, profile: str, run_dir, *, seed: int = 0, methods=None, d
     scored against its Retrain and stored in the results store with ``variant="grid"``.
     Returns ``{method: {"overrides": {...}, "avg_gap_val": ..., "grid": [(overrides, avg_gap_val), ...]}}``
     for the methods that have a grid; where no point qualifies, the official point (the grid's
-    first) with ``"fallback": True`` and a warning."""
+    first) with ``"fallback": True`` and a warning. ``workers > 1`` unlearns the missing grid points
+    in that many processes first (as :func:`run_scenario` does), then scores them here in order."""
     methods = [m for m in (methods or method_names(default_only=True)) if tuning_grid(m, profile, scenario)]
     points = [(m, p) for m in methods for p in tuning_grid(m, profile, scenario)]
     if not points:
         return {}
+    validate_workers(workers)
     device = device or default_device()
+    if workers > 1:
+        jobs = [j for m, p in points for j in _missing(scenario, [seed], profile, run_dir, [m], data_dir=data_dir,
+                                                       device=device, overrides={m: p}, tag_config=True)]
+        _run_pool(jobs, workers)
     store = ResultsStore(Path(run_dir) / RESULTS_FILE)
     bar = progress_bar(points, desc=f"{scenario} {profile} tuning grid (seed {seed})", disable=not progress)
     s = prepare_seed(scenario, seed, profile, run_dir, data_dir=data_dir, device=device, tag_config=True,
@@ -437,27 +534,38 @@ def tune(scenario: str, profile: str, run_dir, *, seed: int = 0, methods=None, d
 
 
 def run_tuned(scenario: str, seeds, profile: str, run_dir, *, methods=None, data_dir=None, device=None,
-              progress: bool = True, tolerance: float = RETAIN_TOLERANCE) -> tuple[dict, list[dict]]:
+              progress: bool = True, tolerance: float = RETAIN_TOLERANCE, workers: int = 1) -> tuple[dict, list[dict]]:
     """The reports' "tuned on validation" rows: :func:`tune` on the smallest of ``seeds`` (validation
     only), then :func:`run_scenario` with each method's pick on every seed (``variant="tuned"``).
-    Returns ``(picked, rows)``; ``({}, [])`` where the profile has no grid."""
+    Returns ``(picked, rows)``; ``({}, [])`` where the profile has no grid. ``workers``: as in
+    :func:`run_scenario`."""
     seeds = list(seeds)
     picked = tune(scenario, profile, run_dir, seed=min(seeds), methods=methods, data_dir=data_dir, device=device,
-                  progress=progress, tolerance=tolerance)
+                  progress=progress, tolerance=tolerance, workers=workers)
     if not picked:
         return {}, []
     rows = run_scenario(scenario, seeds, profile, methods=list(picked), run_dir=run_dir, data_dir=data_dir,
                         device=device, overrides={m: c["overrides"] for m, c in picked.items()},
-                        progress=progress, variant="tuned", tag_config=True)
+                        progress=progress, variant="tuned", tag_config=True, workers=workers)
     return picked, rows
 
 
 def beta_sweep(scenario: str, seeds, profile: str, run_dir, betas, *, methods=("scrub_attention", "scrub_similarity"),
-               data_dir=None, device=None, progress: bool = True) -> list[dict]:
+               data_dir=None, device=None, progress: bool = True, workers: int = 1) -> list[dict]:
     """Rows of the feature SCRUB variants at each ``beta`` (official settings otherwise), scored
     against Retrain, with test and validation figures. At ``beta=0`` the feature term is absent
     and the update is vanilla SCRUB's exactly, so vanilla SCRUB's rows stand for every variant
-    there. Stored with ``variant="beta"``; each beta's checkpoints are kept apart."""
+    there. Stored with ``variant="beta"``; each beta's checkpoints are kept apart. ``workers > 1``
+    unlearns every missing (beta, variant, seed) in that many processes first, then scores here."""
+    validate_workers(workers)
+    if workers > 1:
+        jobs = _missing(scenario, seeds, profile, run_dir, ["scrub"], data_dir=data_dir, device=device) \
+            if any(float(b) == 0.0 for b in betas) else []
+        for beta in betas:
+            if float(beta) != 0.0:
+                jobs += _missing(scenario, seeds, profile, run_dir, list(methods), data_dir=data_dir, device=device,
+                                 overrides={m: {"beta": float(beta)} for m in methods}, tag_config=True)
+        _run_pool(jobs, workers)
     rows = []
     for beta in betas:
         if float(beta) == 0.0:
