@@ -137,14 +137,14 @@ def test_bad_forget_fraction(frac):
 
 
 def test_bad_scenario_and_profile():
-    with pytest.raises(ValueError, match="unknown scenario 'foo'; allowed: rb, rc"):
+    with pytest.raises(ValueError, match="unknown scenario 'foo'; allowed: rb, rc, cf"):
         make_split("foo", 0)
     with pytest.raises(ValueError, match="unknown profile 'fast'"):
         make_split("rb", 0, profile="fast")
 
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(scenario=st.one_of(st.sampled_from(["rb", "rc"]), st.text(max_size=4)),
+@given(scenario=st.one_of(st.sampled_from(["rb", "rc", "cf"]), st.text(max_size=4)),
        seed=st.one_of(st.integers(-5, 2**40), st.floats(allow_nan=True), st.text(max_size=3), st.none()),
        frac=st.one_of(st.floats(-1, 2), st.floats(), st.none(), st.text(max_size=3)))
 def test_fuzz_split_builder_gives_split_or_value_error(data_dir, scenario, seed, frac):
@@ -152,8 +152,8 @@ def test_fuzz_split_builder_gives_split_or_value_error(data_dir, scenario, seed,
         s = make_split(scenario, seed, data_dir, profile="quick", forget_fraction=frac)
     except ValueError:
         return
-    sizes = SPLIT_SIZES["quick"][scenario]
+    sizes = SPLIT_SIZES["quick"]["rb" if scenario == "cf" else scenario]
     assert len(s.retain) + len(s.forget) == sizes["train"] * s.num_classes
-    assert len(s.test) == sizes["test"] * s.num_classes
+    assert len(s.test) + (len(s.test_forget) if scenario == "cf" else 0) == sizes["test"] * s.num_classes
     assert not set(s.indices["retain"]) & set(s.indices["forget"])
     assert len(s.forget) > 0

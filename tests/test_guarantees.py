@@ -133,7 +133,7 @@ DECLARED = {"scenario", "seed", "seeds", "profile"}
 
 
 @settings(max_examples=60, deadline=None)
-@given(scenario=st.one_of(st.sampled_from(["rb", "rc"]), st.text(max_size=5), st.integers()),
+@given(scenario=st.one_of(st.sampled_from(["rb", "rc", "cf"]), st.text(max_size=5), st.integers()),
        seed=st.one_of(st.none(), st.integers(-3, 10**12), st.floats(allow_nan=True), st.text(max_size=3), st.booleans()),
        seeds=st.one_of(st.none(), st.lists(st.integers(-2, 5), max_size=3), st.text(max_size=3)),
        profile=st.one_of(st.sampled_from(["auto", "quick", "paper"]), st.text(max_size=5)),
@@ -147,7 +147,7 @@ def test_fuzz_notebook_parameters_give_values_or_value_error(scenario, seed, see
     except ValueError:
         return
     assert extra in (None, "_private")
-    assert p["scenario"] in ("rb", "rc") and p["profile"] in ("quick", "paper")
+    assert p["scenario"] in ("rb", "rc", "cf") and p["profile"] in ("quick", "paper")
     assert all(isinstance(s, int) and s >= 0 for s in p["seeds"]) and p["seeds"]
 
 

@@ -125,16 +125,20 @@ def test_l1_penalty_gradient_is_gamma_times_sign():
     assert torch.allclose(l1_penalty(model, 0.3), 0.3 * total)
 
 
-def test_the_after_scrub_methods_are_opt_in_until_their_report_lands(capsys):
-    """Registered (``unlearn("salun", ...)`` works) but not run when no method list is given: the
-    paper's tables, notebooks 02-07 and ``bench`` keep the paper's seven methods."""
+def test_the_after_scrub_methods_run_by_default_and_default_false_makes_a_method_opt_in(capsys, monkeypatch):
+    """The five methods after SCRUB are in the report series (tables, notebooks 02-08, ``bench``
+    runs the paper's seven only); ``register(..., default=False)`` still keeps a method out of every
+    run that names no methods."""
     from unlearnlib.cli import methods_cmd
-    from unlearnlib.methods import method_names
+    from unlearnlib.methods import METHODS, method_names
+    from unlearnlib.methods.base import Method
     after = ["random_labels", "salun", "ssd", "bad_teacher", "l1_sparse"]
+    paper = ["retrain", "finetune", "neggrad", "neggrad_plus", "scrub", "scrub_attention", "scrub_similarity"]
     assert method_names("after_scrub") == after
-    assert method_names(default_only=True) == ["retrain", "finetune", "neggrad", "neggrad_plus", "scrub",
-                                               "scrub_attention", "scrub_similarity"]
-    assert method_names() == method_names(default_only=True) + after
+    assert method_names(default_only=True) == method_names() == paper + after
+    monkeypatch.setitem(METHODS, "zz_opt_in", Method("zz_opt_in", object, lambda *a: None, "Z", 999, "test", "x",
+                                                     default=False))
+    assert "zz_opt_in" in method_names() and "zz_opt_in" not in method_names(default_only=True)
     methods_cmd()
-    lines = {ln.split()[0]: ln for ln in capsys.readouterr().out.splitlines()}
-    assert all(" opt-in " in lines[m] for m in after) and " default " in lines["scrub"]
+    lines = {ln.split()[0]: ln for ln in capsys.readouterr().out.splitlines() if ln.strip()}
+    assert " opt-in " in lines["zz_opt_in"] and all(" default " in lines[m] for m in after + ["scrub"])

@@ -16,7 +16,7 @@ NB = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
 
 def test_series_is_complete():
     assert [p.stem for p in NB] == ["01_train_original", "02_rb_cifar10", "03_rc_scrub", "04_loss_curves",
-                                    "05_saliency", "06_privacy", "07_sweep"]
+                                    "05_saliency", "06_privacy", "07_sweep", "08_class_forgetting"]
 
 
 @pytest.mark.parametrize("path", NB, ids=lambda p: p.stem)
@@ -57,7 +57,7 @@ def test_misspelled_papermill_parameter_fails_and_names_it(tmp_path):
 
 def test_bad_scenario_stops_in_the_validation_cell(tmp_path):
     err, nb = _run("01_train_original", tmp_path, scenario="foo")
-    assert "unknown scenario 'foo'; allowed: rb, rc" in err.evalue
+    assert "unknown scenario 'foo'; allowed: rb, rc, cf" in err.evalue
     assert "check_parameters" in _failing_cell(nb).source
     assert all(not c.get("outputs") for c in nb.cells[nb.cells.index(_failing_cell(nb)) + 1:])
 

@@ -79,7 +79,7 @@ def test_scenario_notebooks_differ_only_in_parameters_and_prose():
 
 
 @pytest.mark.parametrize("params,msg", [
-    ({"scenarios": ["rb", "cifar"]}, r"scenarios must be a non-empty list of rb or rc, got \['rb', 'cifar'\]"),
+    ({"scenarios": ["rb", "cifar"]}, r"scenarios must be a non-empty list of rb or rc or cf, got \['rb', 'cifar'\]"),
     ({"scenarios": "rb"}, "scenarios must be a non-empty list"),
     ({"methods": ["scrub", "scrubb"]}, "methods must be a non-empty list of retrain, finetune"),
     ({"lrs": [0.01, 0]}, r"lrs must be a non-empty list of numbers in \(0, 1000\], got \[0.01, 0\]"),

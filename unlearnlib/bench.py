@@ -182,7 +182,7 @@ def main(argv=None) -> int:
         ap.error(f"--workers must be >= 1, got {args.workers}")
 
     from .methods import method_names, unlearn
-    methods = method_names(default_only=True)  # the paper's methods (opt-in ones run only when named)
+    methods = method_names(default_only=True)  # every method of the report series (opt-in ones only when named)
     from .profiles import get_profile
     from .study import get_original, method_config, run_scenario
     prof = get_profile(args.profile)

@@ -35,6 +35,7 @@ class Forward:
         self.tap = FeatureTap(model, layers).__enter__() if layers else None
         t0 = time.perf_counter()
         self._fn = self._eager if mode == "off" else torch.compile(self._eager, mode=mode, dynamic=False)
+        self._graphs = mode in ("reduce-overhead", "max-autotune")
         self.compile_seconds = time.perf_counter() - t0 if mode != "off" else 0.0  # dynamo's imports
 
     def _eager(self, x):
@@ -42,10 +43,14 @@ class Forward:
         return logits, (self.tap.take() if self.tap is not None else [])
 
     def __call__(self, x: torch.Tensor):
+        if self._graphs and x.is_cuda:
+            # CUDA graphs: a new training step begins, so the previous replay's outputs (already
+            # consumed by its backward) may be overwritten (torch.compile's cudagraph trees)
+            torch.compiler.cudagraph_mark_step_begin()
         return self._fn(x)
 
     def logits(self, x: torch.Tensor) -> torch.Tensor:
-        return self._fn(x)[0]
+        return self(x)[0]
 
     def warmup(self, data: LabelledImages, sizes, fast: bool = True, amp: str = "auto") -> float:
         """Compile every batch size in ``sizes`` (forward and backward) on the first images of

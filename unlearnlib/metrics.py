@@ -20,6 +20,11 @@ as a fifth. ``avg_gap_val`` is SalUn's Avg. Gap with the validation set in place
 (test accuracy -> validation accuracy, MIA-efficacy's non-members -> validation images): every
 selection (presets, rewind, beta) reads it, never the reported test set. ``js_forget``/``js_test``
 and ``l2_forget``/``l2_test`` compare output distributions.
+
+Class forgetting (``split.test_forget``, scenario ``"cf"``): ``test_acc`` is on the other classes'
+test images (SalUn's TA in class-wise forgetting), ``test_forget_acc`` on the forgotten class's
+(with ``gap_test_forget_acc``), and the loss attack's non-members are the forgotten class's test
+images (the official SCRUB code's class-concentrated rule).
 """
 from __future__ import annotations
 
@@ -133,7 +138,8 @@ def js_divergence(logits_a: torch.Tensor, logits_b: torch.Tensor) -> torch.Tenso
 
 
 def _outputs(model, split) -> dict:
-    names = ("retain", "forget", "test") + (("validation",) if getattr(split, "validation", None) is not None else ())
+    names = ("retain", "forget", "test") + tuple(n for n in ("validation", "test_forget")
+                                                 if getattr(split, n, None) is not None)
     return {n: predict_logits(model, getattr(split, n).images) for n in names}
 
 
@@ -153,13 +159,18 @@ def _metrics(out: dict, split, seed: int) -> dict:
         row["confusion_0_to_1"] = float((pred[y == 0] == 1).float().mean()) if (y == 0).any() else math.nan
         row["confusion_1_to_0"] = float((pred[y == 1] == 0).float().mean()) if (y == 1).any() else math.nan
     classes = forget_classes(split, out["forget"].shape[1])
-    nonmember = torch.ones_like(lab["test"], dtype=torch.bool)
-    if classes is not None:
-        nonmember = torch.isin(lab["test"], torch.tensor(classes, device=dev))
-    row["mia_nonmembers"] = "test, all classes" if classes is None else f"test, classes {classes}"
+    if "test_forget" in out:  # class forgetting: the test set holds the other classes, test_forget the forgotten one
+        nm_out, nm_lab, pop = out["test_forget"], lab["test_forget"], f"test, classes {classes} (test_forget)"
+    else:
+        nonmember = torch.ones_like(lab["test"], dtype=torch.bool)
+        if classes is not None:
+            nonmember = torch.isin(lab["test"], torch.tensor(classes, device=dev))
+        nm_out, nm_lab = out["test"][nonmember], lab["test"][nonmember]
+        pop = "test, all classes" if classes is None else f"test, classes {classes}"
+    row["mia_nonmembers"] = pop
     row["mia_loss"] = mia_loss_attack(per_example_loss(out["forget"], lab["forget"]),
-                                      per_example_loss(out["test"][nonmember], lab["test"][nonmember]), seed,
-                                      folds=min(5, len(lab["forget"]), int(nonmember.sum())))
+                                      per_example_loss(nm_out, nm_lab), seed,
+                                      folds=min(5, len(lab["forget"]), len(nm_lab)))
     feats = {n: _conf_entropy(out[n], lab[n]) for n in out}
     row["mia_efficacy"] = mia_efficacy(feats["retain"][:, :1], feats["test"][:, :1], feats["forget"][:, :1], seed)
     row["mia_efficacy_conf_entropy"] = mia_efficacy(feats["retain"], feats["test"], feats["forget"], seed)
@@ -199,6 +210,8 @@ def evaluate(model, split, reference=None, original=None, *, seconds: float | No
         gaps = {f"gap_{k}": abs(row[k] - ref[k]) for k in GAP_METRICS}
         row.update(gaps)
         row["avg_gap"] = float(np.mean(list(gaps.values())))
+        if "test_forget_acc" in row:  # class forgetting: reported with its gap, outside SalUn's four
+            row["gap_test_forget_acc"] = abs(row["test_forget_acc"] - ref["test_forget_acc"])
         row["gap_mia_loss"] = abs(row["mia_loss"] - ref["mia_loss"])
         row["avg_gap_5"] = float(np.mean([*gaps.values(), row["gap_mia_loss"]]))
         if "val_acc" in row:

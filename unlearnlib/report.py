@@ -6,6 +6,7 @@ results give byte-identical files. Tables are written as Markdown and CSV.
 from __future__ import annotations
 
 import io
+import math
 import sys
 from pathlib import Path
 
@@ -15,7 +16,7 @@ from .io import atomic_write_bytes
 from .results import summarize, to_csv, to_markdown
 
 __all__ = ["save_figure", "save_table", "method_table", "plot_loss_curves", "plot_distillation_types",
-           "plot_loss_distributions", "plot_training_history", "plot_sensitivity", "plot_beta", "plot_saliency_grid", "plot_accuracy_bars",
+           "plot_loss_distributions", "plot_training_history", "plot_sensitivity", "plot_beta", "plot_saliency_grid", "plot_accuracy_bars", "plot_forget_vs_test", "mark_best",
            "method_order", "label", "describe_tuning", "scenario_report", "SCENARIO_REPORTS", "HEADERS", "PAPER_TABLE1", "PAPER_TABLE2"]
 
 def method_order() -> list[str]:
@@ -56,7 +57,8 @@ HEADERS = {"retain_acc": "retain %", "forget_acc": "forget %", "test_acc": "test
            "forget_true_acc": "forget vs true labels %", "mia_loss": "loss-MIA %",
            "mia_efficacy": "MIA-efficacy % (SVC on confidence)",
            "avg_gap": "Avg. Gap % (SalUn: forget, retain, test, MIA-efficacy)",
-           "avg_gap_5": "Avg. Gap, 5 gaps (+ loss-MIA) %", "cost_ratio": "× Retrain"}
+           "avg_gap_5": "Avg. Gap, 5 gaps (+ loss-MIA) %", "cost_ratio": "× Retrain",
+           "test_forget_acc": "test, forgotten class %"}
 
 # What notebooks 02 (RB) and 03 (RC) report: the same code, one entry per scenario.
 SCENARIO_REPORTS = {
@@ -68,19 +70,28 @@ SCENARIO_REPORTS = {
            "metrics": ["retain_acc", "forget_acc", "test_acc", "forget_true_acc", "confusion_0_to_1",
                        "confusion_1_to_0", "mia_loss", "mia_efficacy", "avg_gap", "avg_gap_5", "js_forget",
                        "seconds", "cost_ratio"]},
+    "cf": {"stem": "08_class_forgetting", "title": "08 · Class forgetting on CIFAR-10", "paper": None,
+           "metrics": ["retain_acc", "forget_acc", "test_acc", "test_forget_acc", "mia_loss", "mia_efficacy",
+                       "avg_gap", "avg_gap_5", "js_forget", "seconds", "cost_ratio"]},
 }
+# Per column, what "best" means in a report table (:func:`mark_best`): the smallest value, or the
+# value closest to Retrain's (an accuracy or attack below Retrain's is over-forgetting, not better)
+SMALLEST = {"avg_gap", "avg_gap_5", "js_forget", "js_test", "l2_forget", "l2_test", "seconds", "cost_ratio",
+            "gap_forget_acc", "gap_retain_acc", "gap_test_acc", "gap_mia_loss", "gap_mia_efficacy"}
+CLOSEST_TO_RETRAIN = {"retain_acc", "forget_acc", "test_acc", "test_forget_acc", "forget_true_acc",
+                      "confusion_0_to_1", "confusion_1_to_0", "mia_loss", "mia_efficacy", "mia_efficacy_conf_entropy"}
 
 
 def scenario_report(rows: list[dict], scenario: str, profile: str, results_dir, figures_dir, tag: str):
-    """The scenario's table (mean ± std over seeds, the paper's numbers beside) and accuracy bars,
-    saved as ``<stem>_table_<tag>.md/.csv`` and ``<stem>_accuracy_<tag>.png/.pdf``.
+    """The scenario's table (mean ± std over seeds, the paper's numbers beside; Retrain first, then
+    sorted by Avg. Gap, the best non-Retrain entry of each column in bold) and accuracy bars, saved as ``<stem>_table_<tag>.md/.csv`` and ``<stem>_accuracy_<tag>.png/.pdf``.
     Returns ``(markdown, figure)``."""
     spec = SCENARIO_REPORTS[scenario]
     metrics = spec["metrics"]
     table = method_table(rows, metrics, paper=spec["paper"])
-    cols = ["label", "n"] + metrics + ["paper"]
-    heads = ["method", "n"] + [HEADERS.get(m, m) for m in metrics] + ["paper (r/f/t %)"]
-    md = save_table(table, cols, heads, results_dir, f"{spec['stem']}_table_{tag}")
+    cols = ["label", "n"] + metrics + (["paper"] if spec["paper"] else [])
+    heads = ["method", "n"] + [HEADERS.get(m, m) for m in metrics] + (["paper (r/f/t %)"] if spec["paper"] else [])
+    md = save_table(table, cols, heads, results_dir, f"{spec['stem']}_table_{tag}", marked=mark_best(table, metrics))
     fig = plot_accuracy_bars(table, f"{spec['title']} ({scenario}, {profile} profile)")
     save_figure(fig, figures_dir, f"{spec['stem']}_accuracy_{tag}")
     return md, fig
@@ -119,8 +130,11 @@ def save_figure(fig, folder, stem: str) -> list[Path]:
     return out
 
 
-def save_table(table: list[dict], columns: list[str], headers: list[str], folder, stem: str) -> str:
-    md = to_markdown(table, columns, headers)
+def save_table(table: list[dict], columns: list[str], headers: list[str], folder, stem: str,
+               marked: list[dict] | None = None) -> str:
+    """Write ``stem.md`` (from ``marked`` when given: :func:`mark_best`'s copy) and ``stem.csv``
+    (plain values); returns the Markdown."""
+    md = to_markdown(marked if marked is not None else table, columns, headers)
     atomic_write_bytes(Path(folder) / f"{stem}.md", md.encode())
     atomic_write_bytes(Path(folder) / f"{stem}.csv", to_csv(table, columns).encode())
     return md
@@ -129,16 +143,46 @@ def save_table(table: list[dict], columns: list[str], headers: list[str], folder
 VARIANT_LABELS = {"official": "official settings", "tuned": "tuned on validation"}
 
 
+def mark_best(table: list[dict], metrics: list[str]) -> list[dict]:
+    """A copy of ``table`` with, per column of ``metrics``, the best entry of a method (neither
+    Retrain nor the original model) in bold: the smallest mean for gaps, distances and cost
+    (:data:`SMALLEST`), the mean closest to Retrain's for accuracies and attacks
+    (:data:`CLOSEST_TO_RETRAIN`). Ties are all marked; other columns are left alone."""
+    out = [dict(r) for r in table]
+    ref = next((r for r in table if r["method"] == "retrain"), None)
+    cands = [r for r in out if r["method"] not in ("retrain", "original")]
+    for m in metrics:
+        if m in SMALLEST:
+            def score(r, m=m):
+                return r[f"{m}_mean"]
+        elif m in CLOSEST_TO_RETRAIN and ref is not None and not math.isnan(ref[f"{m}_mean"]):
+            def score(r, m=m):
+                return abs(r[f"{m}_mean"] - ref[f"{m}_mean"])
+        else:
+            continue
+        vals = [(score(r), r) for r in cands if not math.isnan(r.get(f"{m}_mean", math.nan))]
+        if not vals:
+            continue
+        best = min(v for v, _ in vals)
+        for v, r in vals:
+            if math.isclose(v, best, rel_tol=0, abs_tol=1e-12):
+                r[m] = f"**{r[m]}**"
+    return out
+
+
 def method_table(rows: list[dict], metrics: list[str], paper: dict | None = None) -> list[dict]:
     """Mean ± std over seeds per method (and per settings variant, when rows carry more than one:
-    "official" and "tuned"), in table order (:func:`method_order`), with the paper's numbers. The
-    original model and Retrain appear once, whatever the variant."""
+    "official" and "tuned"), with the paper's numbers: Retrain first, then by mean Avg. Gap to
+    Retrain (``avg_gap``; rows without it last, in :func:`method_order`). The original model and
+    Retrain appear once, whatever the variant."""
     order = method_order()
     rows = [{**r, "variant": r.get("variant", "official")} for r in rows]
     rows = [r for r in rows if r["variant"] == "official" or r["method"] not in ("original", "retrain")]
     variants = sorted({r["variant"] for r in rows}, key=lambda v: (v != "official", v))
-    table = summarize(rows, metrics, by=("method", "variant"))
-    table.sort(key=lambda r: (order.index(r["method"]) if r["method"] in order else len(order),
+    table = summarize(rows, list(dict.fromkeys([*metrics, "avg_gap"])), by=("method", "variant"))
+    table.sort(key=lambda r: (r["method"] != "retrain",
+                              r["avg_gap_mean"] if not math.isnan(r["avg_gap_mean"]) else math.inf,
+                              order.index(r["method"]) if r["method"] in order else len(order),
                               variants.index(r["variant"])))
     for r in table:
         r["label"] = label(r["method"])
@@ -161,6 +205,40 @@ def plot_training_history(history: list[dict], title: str):
     ax.set_ylabel("cross-entropy")
     ax2.set_ylabel("accuracy (%)")
     ax.set_title(title, fontsize=9)
+    return fig
+
+
+def plot_forget_vs_test(rows: list[dict]):
+    """Forget accuracy (x) against test accuracy (y), one panel per scenario in ``rows``: each
+    method's mean over seeds (bars: ±1 std), official settings filled, "tuned" rows hollow;
+    Retrain a black star, the original model a grey cross. In class forgetting the test accuracy is
+    the other classes'. The closer a method sits to the star, the closer it is to Retrain."""
+    plt = _plt()
+    names = {"rb": "RB: removing bias (CIFAR-10)", "rc": "RC: resolving confusion (Tiny-ImageNet-20)",
+             "cf": "CF: class forgetting (CIFAR-10)"}
+    scen = [sc for sc in ("rb", "rc", "cf") if any(r["scenario"] == sc for r in rows)]
+    scen += sorted({r["scenario"] for r in rows} - set(scen))
+    fig, axes = plt.subplots(1, max(1, len(scen)), figsize=(4.6 * max(1, len(scen)), 4), squeeze=False)
+    for ax, sc in zip(axes[0], scen):
+        table = method_table([r for r in rows if r["scenario"] == sc], ["forget_acc", "test_acc"])
+        for i, r in enumerate(table):
+            x, y = 100 * r["forget_acc_mean"], 100 * r["test_acc_mean"]
+            xe, ye = 100 * r["forget_acc_std"], 100 * r["test_acc_std"]
+            if r["method"] == "retrain":
+                kw = dict(marker="*", color="black", ms=14, zorder=5)
+            elif r["method"] == "original":
+                kw = dict(marker="X", color="grey", ms=9)
+            else:
+                c = f"C{method_order().index(r['method']) % 10}" if r["method"] in method_order() else "C9"
+                kw = dict(marker="o" if r["variant"] == "official" else "s", color=c, ms=7,
+                          mfc=c if r["variant"] == "official" else "none")
+            ax.errorbar(x, y, xerr=xe, yerr=ye, ls="none", elinewidth=0.8, capsize=2, label=r["label"], **kw)
+            ax.annotate(r["label"].replace(" (official settings)", "").replace(" (tuned on validation)", " (tuned)"),
+                        (x, y), fontsize=6, xytext=(3, 3), textcoords="offset points")
+        ax.set_xlabel("forget accuracy (%)")
+        ax.set_ylabel("test accuracy (%)" + (", other classes" if sc == "cf" else ""))
+        ax.set_title(names.get(sc, sc), fontsize=9)
+        ax.grid(alpha=0.3)
     return fig
 
 

@@ -138,8 +138,8 @@ def _fmt(mean: float, std: float, n: int, pct: bool) -> str:
 
 PERCENT = {"retain_acc", "forget_acc", "test_acc", "val_acc", "forget_true_acc", "mia_loss", "mia_efficacy",
            "mia_efficacy_val", "mia_efficacy_conf_entropy", "confusion_0_to_1", "confusion_1_to_0", "avg_gap",
-           "avg_gap_5", "avg_gap_val"} | {f"gap_{k}" for k in
-           ("retain_acc", "forget_acc", "test_acc", "mia_loss", "mia_efficacy")}
+           "avg_gap_5", "avg_gap_val", "test_forget_acc"} | {f"gap_{k}" for k in
+           ("retain_acc", "forget_acc", "test_acc", "mia_loss", "mia_efficacy", "test_forget_acc")}
 
 
 def summarize(rows: list[dict], metrics: list[str], by: tuple = ("scenario", "method"),

@@ -9,6 +9,12 @@
   450/50 by the seed. 100 class-0 training images are labelled 1 and 100 class-1 images are
   labelled 0: those 200 are the forget set, with their wrong labels. Retain is the other 8,800;
   test is the 1,000 held-out images. ``split.official_test()`` gives the 1,000 official val images.
+* ``"cf"``, class forgetting (the standard benchmark of SCRUB, SalUn and SSD): RB's CIFAR-10 pool,
+  sizes and training set for the same seed and profile, with every training image of one class
+  (``forget_class``, else drawn with the seed) as the forget set. Retain is the other classes'
+  images; ``test`` and ``validation`` hold the other classes' held-out images and ``test_forget``
+  the forgotten class's. The training set (retain + forget) equals RB's of the same seed, so RB's
+  original model is this scenario's too (``train_fingerprint``).
 
 **Validation.** Every choice (presets, SCRUB+R's rewind, beta) reads ``split.validation``, never
 the reported test set. RB: the next 100 images per class of the seed's permutation of the
@@ -35,8 +41,8 @@ from .data import DATASETS, LabelledImages, load_dataset
 
 __all__ = ["Split", "make_split", "SCENARIOS", "SPLIT_SIZES", "validate_seed", "validate_fraction", "pixel_digest"]
 
-SCENARIOS = {"rb": "cifar10", "rc": "tiny-imagenet-20"}
-_TEST_PART = {"rb": "test", "rc": "val"}
+SCENARIOS = {"rb": "cifar10", "rc": "tiny-imagenet-20", "cf": "cifar10"}
+_TEST_PART = {"rb": "test", "rc": "val", "cf": "test"}
 # per profile and scenario: train images per class, test images per class, image size,
 # default forget fraction (RB: of each class's train images; RC: of classes 0 and 1, swapped)
 # RB's validation images per class come from the training pool (``val``); RC's are the official val set
@@ -84,6 +90,11 @@ class Split:
     data_dir: object = field(default=None, repr=False)
     validation: LabelledImages | None = None   # for every choice; never the test set
     data_source: str = ""                      # the archive (with its checksum) or the download
+    # sha256 of the training set (retain + forget: pool indices, training labels, pixels): splits with
+    # equal train fingerprints share their original model (RB and CF of one seed)
+    train_fingerprint: str = ""
+    test_forget: LabelledImages | None = None  # CF: the forgotten class's test images (test: the others')
+    forget_class: int | None = None            # CF: the forgotten class
 
     @property
     def image_size(self) -> int:
@@ -104,7 +115,7 @@ class Split:
 
     def to(self, device) -> "Split":
         out = Split(**{**self.__dict__})
-        for name in ("retain", "forget", "test", "validation"):
+        for name in ("retain", "forget", "test", "validation", "test_forget"):
             if getattr(self, name) is not None:
                 setattr(out, name, getattr(self, name).to(device))
         out.forget_true_labels = self.forget_true_labels.to(device)
@@ -113,7 +124,8 @@ class Split:
     def summary(self) -> dict:
         return {"scenario": self.scenario, "seed": self.seed, "profile": self.profile,
                 "dataset": self.dataset, "retain": len(self.retain), "forget": len(self.forget),
-                "test": len(self.test), "validation": len(self.validation) if self.validation is not None else 0,
+                "test": len(self.test), **({"test_forget": len(self.test_forget)} if self.test_forget is not None else {}),
+                "validation": len(self.validation) if self.validation is not None else 0,
                 "image_size": self.image_size, "data_source": self.data_source, "fingerprint": self.fingerprint}
 
 
@@ -142,13 +154,21 @@ def _fingerprint(parts: dict) -> str:
 
 
 def make_split(scenario: str, seed: int, data_dir=None, *, profile: str = "paper",
-               forget_fraction: float | None = None) -> Split:
-    """Build the seeded split of ``scenario`` (``"rb"`` or ``"rc"``); see the module docstring."""
+               forget_fraction: float | None = None, forget_class: int | None = None) -> Split:
+    """Build the seeded split of ``scenario`` (``"rb"``, ``"rc"`` or ``"cf"``); see the module
+    docstring. ``forget_class`` (CF only): the class to forget; None draws it with the seed."""
     if scenario not in SCENARIOS:
         raise ValueError(f"unknown scenario {scenario!r}; allowed: {', '.join(SCENARIOS)}")
     seed = validate_seed(seed)
     if profile not in SPLIT_SIZES:
         raise ValueError(f"unknown profile {profile!r}; allowed: {', '.join(SPLIT_SIZES)}")
+    if forget_class is not None and scenario != "cf":
+        raise ValueError(f"forget_class is for the class-forgetting scenario 'cf' only, got scenario {scenario!r}")
+    if scenario == "cf":
+        if forget_fraction is not None:
+            raise ValueError(f"forget_fraction is for 'rb' and 'rc'; class forgetting ('cf') forgets every image of "
+                             f"one class (forget_class), got forget_fraction={forget_fraction!r}")
+        return _class_split(seed, data_dir, profile, forget_class)
     sizes = SPLIT_SIZES[profile][scenario]
     frac = validate_fraction(sizes["forget_fraction"] if forget_fraction is None else forget_fraction)
     n_train, n_test, n_val = sizes["train"], sizes["test"], sizes["val"]
@@ -198,6 +218,8 @@ def make_split(scenario: str, seed: int, data_dir=None, *, profile: str = "paper
                        "test_labels": labels[test_idx], "validation_labels": validation.labels.numpy(),
                        **{f"{n}_pixels": pixel_digest(s.images) for n, s in
                           (("retain", retain), ("forget", forget), ("test", test), ("validation", validation))}})
+    tfp = _train_fingerprint(dataset, sizes["size"], pool.source, retain_idx, labels[retain_idx], retain,
+                             forget_idx, forget_labels, forget)
     what = ("removing bias: CIFAR-10, forget = {f} train images ({p:.0%} of each class)"
             if scenario == "rb" else
             "resolving confusion: Tiny-ImageNet-20, forget = {f} images of classes 0/1 with swapped labels")
@@ -209,4 +231,68 @@ def make_split(scenario: str, seed: int, data_dir=None, *, profile: str = "paper
                  retain=retain, forget=forget, test=test,
                  forget_true_labels=torch.from_numpy(true_forget.astype(np.int64)),
                  indices={"retain": retain_idx, "forget": forget_idx, "test": test_idx, "validation": val_idx},
-                 description=desc, fingerprint=fp, data_dir=data_dir, validation=validation, data_source=source)
+                 description=desc, fingerprint=fp, data_dir=data_dir, validation=validation, data_source=source,
+                 train_fingerprint=tfp)
+
+
+def _train_fingerprint(dataset, size, source, retain_idx, retain_labels, retain, forget_idx, forget_labels,
+                       forget) -> str:
+    """sha256 of a training set (retain + forget), whatever part each image is in: pool indices in
+    order, their training labels and pixels. Equal: the same original model's training data."""
+    idx = np.concatenate([retain_idx, forget_idx])
+    lab = np.concatenate([retain_labels, forget_labels])
+    order = np.argsort(idx, kind="stable")
+    images = torch.cat([retain.images, forget.images])[torch.from_numpy(order)]
+    return _fingerprint({"dataset": dataset, "size": size, "source": source, "train": idx[order],
+                         "train_labels": lab[order], "train_pixels": pixel_digest(images)})
+
+
+def _class_split(seed: int, data_dir, profile: str, forget_class: int | None) -> Split:
+    """CF: RB's pool and training set for (seed, profile), forgetting every image of one class."""
+    rb = make_split("rb", seed, data_dir, profile=profile)
+    n = rb.num_classes
+    if forget_class is None:
+        forget_class = int(np.random.default_rng([seed, 2]).integers(n))
+    elif isinstance(forget_class, bool) or not isinstance(forget_class, numbers.Integral) \
+            or not 0 <= forget_class < n:
+        raise ValueError(f"forget_class must be an integer class index in 0..{n - 1} ({', '.join(rb.class_names)}), "
+                         f"got {forget_class!r}")
+    c = int(forget_class)
+    train = LabelledImages(torch.cat([rb.retain.images, rb.forget.images]), torch.cat([rb.retain.labels, rb.forget.labels]))
+    train_idx = np.concatenate([rb.indices["retain"], rb.indices["forget"]])
+    order = np.argsort(train_idx, kind="stable")
+    train_idx, train = train_idx[order], LabelledImages(train.images[torch.from_numpy(order)], train.labels[torch.from_numpy(order)])
+
+    def part(images_labels, idx, keep):
+        sel = torch.from_numpy(np.flatnonzero(keep))
+        return LabelledImages(images_labels.images[sel], images_labels.labels[sel]), idx[keep]
+
+    is_c = train.labels.numpy() == c
+    retain, retain_idx = part(train, train_idx, ~is_c)
+    forget, forget_idx = part(train, train_idx, is_c)
+    t_c = rb.test.labels.numpy() == c
+    test, test_idx = part(rb.test, rb.indices["test"], ~t_c)
+    test_forget, test_forget_idx = part(rb.test, rb.indices["test"], t_c)
+    validation, val_idx = part(rb.validation, rb.indices["validation"], rb.validation.labels.numpy() != c)
+    fp = _fingerprint({"scenario": "cf", "dataset": rb.dataset, "size": rb.image_size, "source": rb.data_source,
+                       "forget_class": c, "retain": retain_idx, "forget": forget_idx, "test": test_idx,
+                       "test_forget": test_forget_idx, "validation": val_idx,
+                       **{f"{k}_labels": v.labels.numpy() for k, v in (("retain", retain), ("forget", forget),
+                                                                        ("test", test), ("test_forget", test_forget),
+                                                                        ("validation", validation))},
+                       **{f"{k}_pixels": pixel_digest(v.images) for k, v in (("retain", retain), ("forget", forget),
+                                                                            ("test", test), ("test_forget", test_forget),
+                                                                            ("validation", validation))}})
+    tfp = _train_fingerprint(rb.dataset, rb.image_size, rb.data_source, retain_idx, retain.labels.numpy(), retain,
+                             forget_idx, forget.labels.numpy(), forget)
+    desc = (f"CF ({profile}), seed {seed}: class forgetting: CIFAR-10, forget = all {len(forget)} train images of "
+            f"class {c} ({rb.class_names[c]}); retain {len(retain)} (the other classes), test {len(test)} other-class "
+            f"+ {len(test_forget)} forget-class, validation {len(validation)} (other classes), "
+            f"{rb.image_size}x{rb.image_size}; RB's training set; data: {rb.data_source}")
+    return Split(scenario="cf", seed=seed, profile=profile, dataset=rb.dataset, num_classes=n,
+                 class_names=list(rb.class_names), retain=retain, forget=forget, test=test,
+                 forget_true_labels=forget.labels.clone(),
+                 indices={"retain": retain_idx, "forget": forget_idx, "test": test_idx,
+                          "test_forget": test_forget_idx, "validation": val_idx},
+                 description=desc, fingerprint=fp, data_dir=data_dir, validation=validation,
+                 data_source=rb.data_source, train_fingerprint=tfp, test_forget=test_forget, forget_class=c)

@@ -40,7 +40,7 @@ from .runtime import default_device, device_name, precision, progress_bar, seed_
 from .splits import Split, make_split
 from .train import train
 
-__all__ = ["default_device", "get_original", "epoch_printer", "run_method", "run_scenario", "tune", "tuning_grid", "run_tuned", "beta_sweep", "select_beta", "load_unlearned", "method_config",
+__all__ = ["default_device", "get_original", "epoch_printer", "run_method", "run_scenario", "tune", "tuning_grid", "run_tuned", "stored_rows", "beta_sweep", "select_beta", "load_unlearned", "method_config",
            "SeedModels", "prepare_seed", "model_for", "score", "few_model_forgetting", "validate_workers",
            "RESULTS_FILE", "TABLE_METRICS", "RETAIN_TOLERANCE"]
 
@@ -78,11 +78,22 @@ def _load_if_matching(path: Path, expect: dict, device):
 def get_original(scenario: str, seed: int, profile: str = "quick", run_dir="runs/default",
                  data_dir=None, device=None, split=None, progress=None, train_overrides: dict | None = None):
     """The original model for (scenario, seed, profile): loaded if a matching checkpoint
-    exists, else trained on retain + forget and saved. Returns ``(model, split, meta)``.
+    exists, else trained on retain + forget and saved. Returns ``(model, split, meta)``. Class
+    forgetting (``"cf"``) shares RB's original of the same seed (the same training set, checked by
+    ``train_fingerprint``); its ``meta`` then names the CF split.
     ``train_overrides`` replaces fields of the profile's TrainConfig (part of the config hash)."""
     device = device or default_device()
     p = get_profile(profile)
     split = split or make_split(scenario, seed, data_dir, profile=profile)
+    if scenario == "cf":  # RB's training set: RB's original model, trained once for both
+        model, rb, meta = get_original("rb", seed, profile, run_dir, data_dir, device, progress=progress,
+                                       train_overrides=train_overrides)
+        if rb.train_fingerprint != split.train_fingerprint:
+            raise CheckpointMismatch(f"cf seed {seed}: the training set differs from RB's ({split.train_fingerprint[:16]}… "
+                                     f"against {rb.train_fingerprint[:16]}…); cannot share RB's original model")
+        return model, split, {**meta, "scenario": "cf", "split_fingerprint": split.fingerprint,
+                              "train_fingerprint": split.train_fingerprint,
+                              "shared_with": f"rb seed {seed}: the same training set"}
     cfg = dataclasses.replace(p.train_for(scenario), **(train_overrides or {}))
     expect = _expect(split, profile, method="original", config_hash=config_hash(hashable_config(cfg)))
     tag = "" if not train_overrides else "-" + expect["config_hash"][:8]
@@ -395,6 +406,11 @@ def _missing(scenario, seeds, profile, run_dir, methods, *, data_dir=None, devic
 def _original_meta(split, profile, run_dir, train_overrides=None) -> dict:
     """The stored original model's checkpoint metadata (FileNotFoundError: none, or not this recipe)."""
     scenario, seed = split.scenario, split.seed
+    if scenario == "cf":
+        rb = make_split("rb", seed, split.data_dir, profile=profile)
+        if rb.train_fingerprint != split.train_fingerprint:
+            raise FileNotFoundError(f"cf seed {seed}: training set differs from RB's")
+        return _original_meta(rb, profile, run_dir, train_overrides)
     cfg = dataclasses.replace(get_profile(profile).train_for(scenario), **(train_overrides or {}))
     expect = _expect(split, profile, method="original", config_hash=config_hash(hashable_config(cfg)))
     tag = "" if not train_overrides else "-" + expect["config_hash"][:8]
@@ -477,12 +493,38 @@ def run_scenario(scenario: str, seeds, profile: str = "quick", methods=None, run
     return out
 
 
+def stored_rows(scenarios, seeds, profile: str, run_dir, *, methods=None, data_dir=None,
+                variant: str = "official") -> list[dict]:
+    """The rows of ``run_scenario(scenario, seeds, profile, methods)`` that the results store already
+    holds for the current settings (the same keys: split fingerprint and config hash), without
+    computing anything; a seed whose original model is not in ``run_dir`` gives none. For figures
+    that read the other notebooks' results (notebook 08)."""
+    store = ResultsStore(Path(run_dir) / RESULTS_FILE)
+    out = []
+    for scenario in scenarios:
+        for seed in seeds:
+            split = make_split(scenario, seed, data_dir, profile=profile)
+            try:
+                ometa = _original_meta(split, profile, run_dir)
+            except FileNotFoundError:
+                continue
+            for m in ["original"] + list(methods or method_names(default_only=True)):
+                chash = ometa["config_hash"] if m == "original" else \
+                    _method_hash(method_config(m, profile, scenario), ometa)
+                hit = store.get(scenario=scenario, method=m, seed=seed, config_hash=chash,
+                                split_fingerprint=split.fingerprint)
+                if hit:
+                    out.append({**hit[-1], "profile": profile, "variant": variant})
+    return out
+
+
 def tuning_grid(method: str, profile: str, scenario: str) -> list[dict]:
     """The "tuned on validation" grid of ``method`` under ``profile`` (:attr:`Profile.tune`): the
     official learning rate times each of ``lr_factors``, and for the SCRUB family each of the
-    scenario's ``max_steps`` values (capped at the epochs). Empty when the profile has no grid."""
+    scenario's ``max_steps`` values (capped at the epochs). Empty when the profile has no grid, or
+    its grid leaves ``method`` out (``tune["methods"]``)."""
     tune = get_profile(profile).tune
-    if not tune or get_method(method).train_recipe:
+    if not tune or get_method(method).train_recipe or method not in tune.get("methods", (method,)):
         return []
     base = method_config(method, profile, scenario)
     lrs = [float(f"{base.lr * f:.6g}") for f in tune.get("lr_factors", {}).get(scenario, (1.0,))]

@@ -61,7 +61,7 @@ def incompetent_teacher(model, seed: int):
     return net.eval()
 
 
-@register("bad_teacher", config=BadTeacherConfig, label="Bad Teacher", order=100, family="after_scrub", default=False,
+@register("bad_teacher", config=BadTeacherConfig, label="Bad Teacher", order=100, family="after_scrub",
           source="Chundawat et al., AAAI 2023: distil from the original on D_r and from a random network on "
                  "D_f (vikram2000b/bad-teaching-unlearning UnlearnerLoss)")
 def run_bad_teacher(model, sets, cfg, ctx) -> Outcome:

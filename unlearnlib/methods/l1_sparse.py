@@ -40,10 +40,11 @@ class L1SparseConfig:
 def l1_penalty(model, gamma) -> torch.Tensor:
     """``gamma * ||theta||_1`` over every parameter (official ``l1_regularization``); its gradient
     is ``gamma * sign(theta)``."""
-    return gamma * torch.linalg.vector_norm(torch.cat([p.view(-1) for p in model.parameters()]), ord=1)
+    # per parameter, then summed: no flattened copy, and any memory format (channels_last on a GPU)
+    return gamma * torch.stack([p.abs().sum() for p in model.parameters()]).sum()
 
 
-@register("l1_sparse", config=L1SparseConfig, label="l1-sparse", order=110, family="after_scrub", default=False,
+@register("l1_sparse", config=L1SparseConfig, label="l1-sparse", order=110, family="after_scrub",
           source="Jia et al., NeurIPS 2023: CE(D_r) + gamma_t ||theta||_1, gamma_t decayed linearly "
                  "(OPTML-Group/Unlearn-Sparse FT_prune)")
 def run_l1_sparse(model, sets, cfg, ctx) -> Outcome:

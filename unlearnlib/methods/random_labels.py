@@ -99,7 +99,7 @@ def rl_loop(model, sets, cfg, ctx, mask: dict | None = None) -> Outcome:
     return Outcome(model, history, diverged, None, fwd.compile_seconds)
 
 
-@register("random_labels", config=RandomLabelsConfig, label="Random Labels", order=70, family="after_scrub", default=False,
+@register("random_labels", config=RandomLabelsConfig, label="Random Labels", order=70, family="after_scrub",
           source="Golatkar et al. 2020 (relabelling); the official loop of OPTML-Group/Unlearn-Saliency "
                  "Classification/unlearn/RL.py: D_f with random labels, then D_r")
 def run_random_labels(model, sets, cfg, ctx) -> Outcome:

@@ -72,7 +72,7 @@ def salun_mask(model, forget, batch_size: int = 256, fraction: float = 0.5, fast
     return out
 
 
-@register("salun", config=SalUnConfig, label="SalUn", order=80, family="after_scrub", default=False,
+@register("salun", config=SalUnConfig, label="SalUn", order=80, family="after_scrub",
           source="Fan et al., ICLR 2024: weight-saliency mask from |grad of -CE(D_f)|, then Random Labels "
                  "on the salient weights (OPTML-Group/Unlearn-Saliency)")
 def run_salun(model, sets, cfg, ctx) -> Outcome:

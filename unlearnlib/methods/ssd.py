@@ -85,7 +85,7 @@ def dampen(model, global_imp: dict, forget_imp: dict, alpha: float = 10.0, lam: 
     return chosen / max(1, total)
 
 
-@register("ssd", config=SSDConfig, label="SSD", order=90, family="after_scrub", default=False,
+@register("ssd", config=SSDConfig, label="SSD", order=90, family="after_scrub",
           source="Foster et al., AAAI 2024: dampen weights whose D_f Fisher importance exceeds alpha x "
                  "their D importance (if-loops/selective-synaptic-dampening ssd.py)")
 def run_ssd(model, sets, cfg, ctx) -> Outcome:
