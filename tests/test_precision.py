@@ -89,3 +89,33 @@ def test_fp16_training_runs_on_the_cpu_with_its_scaler():
     assert len(history) == 1 and torch.isfinite(torch.tensor(history[0]["loss"])) and "skipped" in history[0]
     assert all(p.dtype == torch.float32 for p in model.parameters())  # fp32 master weights
     assert any(not torch.equal(a, b) for a, b in zip(before, model.parameters()))
+
+
+def test_a_resumed_fp16_run_continues_with_its_gradient_scalers_state(tmp_path):
+    """The resume file keeps the loss scale and growth tracker: a run cut off after epoch 1 goes on
+    with the scale it had reached, not with a fresh scaler's 65536."""
+    from unlearnlib.train import fit
+    torch.manual_seed(0)
+    model = torch.nn.Linear(4, 2)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    scaler = torch.amp.GradScaler("cpu", init_scale=2.0 ** 10, growth_interval=3)
+    x, y = torch.randn(8, 4), torch.randint(0, 2, (8,))
+
+    def epoch_fn(epoch, scaler=scaler):
+        loss = torch.nn.functional.cross_entropy(model(x), y)
+        opt.zero_grad()
+        scaler.scale(loss).backward()
+        scaler.step(opt)
+        scaler.update()
+        return {"loss": loss.detach()}
+
+    resume = tmp_path / "run.resume.safetensors"
+    fit(model, opt, 2, epoch_fn, torch.Generator().manual_seed(0), resume=resume, resume_key="k", scaler=scaler)
+    state = scaler.state_dict()
+    assert state["_growth_tracker"] == 2 and state["scale"] == 2.0 ** 10  # two good steps, no growth yet
+    fresh = torch.amp.GradScaler("cpu", init_scale=2.0 ** 16, growth_interval=3)
+    _ = fresh.scale(torch.ones(()))  # initialise its lazy state
+    start, history = __import__("unlearnlib.train", fromlist=["_load_resume"])._load_resume(
+        resume, model, opt, (torch.Generator(),), "k", fresh)
+    assert start == 2 and len(history) == 2
+    assert fresh.state_dict()["scale"] == 2.0 ** 10 and fresh.state_dict()["_growth_tracker"] == 2

@@ -82,19 +82,24 @@ def test_compiled_warmup_compiles_and_restores_weights_statistics_and_gradients(
 
 @pytest.mark.slow
 def test_concurrent_seeds_equal_a_sequential_run(tmp_path, data_dir):
-    """Two seeds in two processes give the very rows and weights of a sequential run (with the
-    same CPU threads per process)."""
-    from unlearnlib.study import run_scenario
-    small = dict(methods=["finetune"], train_overrides={"epochs": 3},
-                 overrides={"finetune": {"epochs": 1}, "retrain": {"epochs": 3}}, progress=False,
-                 data_dir=data_dir)
+    """Two seeds' originals and Retrain in two processes, then the methods in this process (on a
+    CPU), give the very rows and weights of a sequential run with the same CPU threads per model:
+    threads // 2 for the models the workers trained, all threads for the methods."""
+    from unlearnlib.study import run_scenario, worker_reports
+    small = dict(train_overrides={"epochs": 3}, overrides={"finetune": {"epochs": 1}, "retrain": {"epochs": 3}},
+                 progress=False, data_dir=data_dir)
     threads = torch.get_num_threads()
     torch.set_num_threads(max(1, threads // 2))  # what each of the 2 workers gets
     try:
-        seq = run_scenario("rb", [0, 1], "quick", run_dir=tmp_path / "seq", **small)
+        run_scenario("rb", [0, 1], "quick", methods=["retrain"], run_dir=tmp_path / "seq", **small)
     finally:
         torch.set_num_threads(threads)
-    par = run_scenario("rb", [0, 1], "quick", run_dir=tmp_path / "par", workers=2, **small)
+    seq = run_scenario("rb", [0, 1], "quick", methods=["finetune"], run_dir=tmp_path / "seq", **small)
+    par = run_scenario("rb", [0, 1], "quick", methods=["finetune"], run_dir=tmp_path / "par", workers=2, **small)
+    # the workers trained each seed's original and Retrain once; Finetune ran here (CPU)
+    assert sorted((r["seed"], r["method"]) for r in worker_reports) == [(0, None), (1, None)]
+    from unlearnlib.study import _pool_methods
+    assert _pool_methods("cuda") and not _pool_methods("cpu")  # on a GPU the methods go to the workers too
     assert len(seq) == len(par) == 2 * 3  # original, retrain, finetune per seed
     skip = {"seconds", "cost_ratio", "compile_seconds", "history", "git_commit"}
 

@@ -497,13 +497,17 @@ def stored_rows(scenarios, seeds, profile: str, run_dir, *, methods=None, data_d
                 variant: str = "official") -> list[dict]:
     """The rows of ``run_scenario(scenario, seeds, profile, methods)`` that the results store already
     holds for the current settings (the same keys: split fingerprint and config hash), without
-    computing anything; a seed whose original model is not in ``run_dir`` gives none. For figures
-    that read the other notebooks' results (notebook 08)."""
+    computing anything; a seed whose original model is not in ``run_dir`` (or whose data set cannot
+    be loaded here) gives none. For figures that read the other notebooks' results (notebook 08)."""
+    from .data import DataError
     store = ResultsStore(Path(run_dir) / RESULTS_FILE)
     out = []
     for scenario in scenarios:
         for seed in seeds:
-            split = make_split(scenario, seed, data_dir, profile=profile)
+            try:
+                split = make_split(scenario, seed, data_dir, profile=profile)
+            except DataError:
+                continue
             try:
                 ometa = _original_meta(split, profile, run_dir)
             except FileNotFoundError:

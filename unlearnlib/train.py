@@ -134,7 +134,7 @@ def run_epoch(model: nn.Module, optimizer, data: LabelledImages, batch_size: int
 
 # ---------------------------------------------------------------- resumable epochs
 
-def _save_resume(path: Path, model, optimizer, generators, epoch: int, history: list, key: str):
+def _save_resume(path: Path, model, optimizer, generators, epoch: int, history: list, key: str, scaler=None):
     from safetensors.torch import save
     tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     opt = optimizer.state_dict()
@@ -146,10 +146,12 @@ def _save_resume(path: Path, model, optimizer, generators, epoch: int, history: 
         tensors[f"generator.{i}"] = g.get_state().cpu()
     meta = {"epoch": str(epoch), "history": json.dumps(history), "key": key,
             "param_groups": json.dumps(opt["param_groups"])}
+    if scaler is not None:  # fp16: the loss scale and its growth tracker (plain numbers)
+        meta["scaler"] = json.dumps(scaler.state_dict())
     atomic_write_bytes(path, save(tensors, metadata=meta))
 
 
-def _load_resume(path: Path, model, optimizer, generators, key: str):
+def _load_resume(path: Path, model, optimizer, generators, key: str, scaler=None):
     from safetensors import safe_open
     with safe_open(str(path), framework="pt") as f:
         meta = f.metadata()
@@ -167,13 +169,15 @@ def _load_resume(path: Path, model, optimizer, generators, key: str):
     optimizer.load_state_dict({"state": state, "param_groups": json.loads(meta["param_groups"])})
     for i, g in enumerate(generators):
         g.set_state(tensors[f"generator.{i}"])
+    if scaler is not None and "scaler" in meta:
+        scaler.load_state_dict(json.loads(meta["scaler"]))
     return int(meta["epoch"]), json.loads(meta["history"])
 
 
 def fit(model: nn.Module, optimizer, epochs: int, epoch_fn: Callable[[int], dict],
         generator: torch.Generator, *, resume: str | os.PathLike | None = None,
         resume_key: str = "", on_epoch_end: Callable | None = None,
-        nan_keys: tuple = ("loss",), extra_generators: tuple = ()) -> tuple[list[dict], bool]:
+        nan_keys: tuple = ("loss",), extra_generators: tuple = (), scaler=None) -> tuple[list[dict], bool]:
     """Run ``epoch_fn(epoch)`` for each epoch; returns ``(history, diverged)``.
 
     ``epoch_fn`` returns a dict of device tensors or numbers: read here once per epoch, with the
@@ -182,7 +186,8 @@ def fit(model: nn.Module, optimizer, epochs: int, epoch_fn: Callable[[int], dict
     model, optimizer, generator and history are saved atomically after every epoch, and a
     restarted run continues from the last saved epoch; a file whose ``resume_key`` differs (another
     config, seed, data or starting weights) is refused (``extra_generators``, e.g. NegGrad+'s
-    forget stream, are saved and restored with ``generator``).
+    forget stream, are saved and restored with ``generator``, and so is the fp16 gradient
+    ``scaler``'s state: its loss scale and growth tracker).
     """
     gens = (generator, *extra_generators)
     dev = device_of(model)
@@ -190,7 +195,7 @@ def fit(model: nn.Module, optimizer, epochs: int, epoch_fn: Callable[[int], dict
     start = 0
     resume = Path(resume) if resume is not None else None
     if resume is not None and resume.is_file():
-        start, history = _load_resume(resume, model, optimizer, gens, resume_key)
+        start, history = _load_resume(resume, model, optimizer, gens, resume_key, scaler)
     last_good = copy.deepcopy(model.state_dict())
     for epoch in range(start, epochs):
         sync(dev)
@@ -211,7 +216,7 @@ def fit(model: nn.Module, optimizer, epochs: int, epoch_fn: Callable[[int], dict
         history.append(row)
         last_good = copy.deepcopy(model.state_dict())
         if resume is not None:
-            _save_resume(resume, model, optimizer, gens, epoch + 1, history, resume_key)
+            _save_resume(resume, model, optimizer, gens, epoch + 1, history, resume_key, scaler)
         if on_epoch_end is not None:
             on_epoch_end(epoch + 1, row)
     return history, False
@@ -282,7 +287,7 @@ def train(model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
     with fwd:
         fwd.warmup(data, batch_sizes(len(data), cfg.batch_size), cfg.fast, cfg.amp)
         history, diverged = fit(model, opt, cfg.epochs, epoch_fn, gen, resume=resume,
-                                resume_key=key, on_epoch_end=on_epoch_end)
+                                resume_key=key, on_epoch_end=on_epoch_end, scaler=scaler)
     model.eval()
     if diverged:
         raise Diverged(f"training diverged at epoch {len(history)}; lower lr (now {cfg.lr})")

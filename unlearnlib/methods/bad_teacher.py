@@ -99,5 +99,5 @@ def run_bad_teacher(model, sets, cfg, ctx) -> Outcome:
     with fwd:
         fwd.warmup(data, batch_sizes(len(data), cfg.batch_size), cfg.fast)
         history, diverged = fit(model, opt, cfg.epochs, epoch_fn, gen, resume=ctx.resume, resume_key=key,
-                                on_epoch_end=ctx.on_epoch_end)
+                                on_epoch_end=ctx.on_epoch_end, scaler=scaler)
     return Outcome(model, history, diverged, None, fwd.compile_seconds)

@@ -123,7 +123,7 @@ def simple_loop(model, data, cfg, ctx, objective, paired=None, paired_batch_size
         fwd.warmup(max(data, paired if paired is not None else data, key=len), sizes, cfg.fast)
         history, diverged = fit(model, opt, cfg.epochs, epoch_fn, gen, resume=ctx.resume,
                                 resume_key=key, on_epoch_end=ctx.on_epoch_end,
-                                extra_generators=(pgen,) if pgen is not None else ())
+                                extra_generators=(pgen,) if pgen is not None else (), scaler=scaler)
     return Outcome(model, history, diverged, None, fwd.compile_seconds)
 
 

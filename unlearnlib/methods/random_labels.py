@@ -95,7 +95,7 @@ def rl_loop(model, sets, cfg, ctx, mask: dict | None = None) -> Outcome:
                    cfg.fast)
         history, diverged = fit(model, opt, cfg.epochs, epoch_fn, gen, resume=ctx.resume, resume_key=key,
                                 on_epoch_end=ctx.on_epoch_end, nan_keys=("loss", "forget_loss"),
-                                extra_generators=(lgen,))
+                                extra_generators=(lgen,), scaler=scaler)
     return Outcome(model, history, diverged, None, fwd.compile_seconds)
 
 

@@ -230,7 +230,7 @@ def run_scrub(model, sets, cfg: ScrubConfig, ctx) -> Outcome:
         fwd.warmup(max(retain, forget, key=len), sizes, cfg.fast)
         history, diverged = fit(student, opt, cfg.epochs, epoch_fn, gen, resume=ctx.resume,
                                 resume_key=key, on_epoch_end=ctx.on_epoch_end,
-                                nan_keys=("max_loss", "min_loss"))
+                                nan_keys=("max_loss", "min_loss"), scaler=scaler)
     rewound = None
     if cfg.rewind and not diverged and len(states) != cfg.epochs + 1:
         warnings.warn("SCRUB+R: this run was resumed, so the states of the epochs before the resume are "
