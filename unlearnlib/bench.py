@@ -155,6 +155,15 @@ class _StopOnSignal:
         return False
 
 
+def _fields(method: str, over: dict) -> dict:
+    """The entries of ``over`` that ``method``'s config has (SSD trains nothing: no ``epochs`` and
+    no ``compile``)."""
+    import dataclasses
+    from .methods import get_method
+    names = {f.name for f in dataclasses.fields(get_method(method).config)}
+    return {k: v for k, v in over.items() if k in names}
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m unlearnlib.bench", description=__doc__.split("\n")[0])
     ap.add_argument("--profile", default="quick", choices=["quick", "paper"])
@@ -228,7 +237,7 @@ def main(argv=None) -> int:
         secs = {}
         for m in ["retrain"] + [m for m in methods if m != "retrain"]:
             over = ({"epochs": 2} if m == "retrain" else {"epochs": 1}) if args.smoke else {}
-            res = unlearn(m, original, split, method_config(m, args.profile, "rb", **over, **comp))
+            res = unlearn(m, original, split, method_config(m, args.profile, "rb", **_fields(m, {**over, **comp})))
             secs[m] = res.seconds
             fig["compile_seconds"][m] = round(res.compile_seconds, 2)
         fig["method_seconds"] = {m: round(s, 3) for m, s in secs.items()}
@@ -251,7 +260,7 @@ def main(argv=None) -> int:
                     run_scenario(sc, seeds, args.profile, run_dir=study_dir, data_dir=args.data_dir,
                                  device=str(dev), progress=not args.smoke, workers=args.workers,
                                  train_overrides=comp or None,
-                                 overrides={m: comp for m in methods})
+                                 overrides={m: _fields(m, comp) for m in methods})
                     peaks += [r["peak_gpu_memory_gb"] for r in _study.worker_reports
                               if r.get("peak_gpu_memory_gb") is not None]
                     done.append(sc)
