@@ -75,6 +75,13 @@ def _load_if_matching(path: Path, expect: dict, device):
         return None
 
 
+def _original_key(split, profile: str, run_dir, cfg, train_overrides) -> tuple[Path, dict]:
+    """The original model's checkpoint path and expected metadata for ``split`` and recipe ``cfg``."""
+    expect = _expect(split, profile, method="original", config_hash=config_hash(hashable_config(cfg)))
+    tag = "" if not train_overrides else "-" + expect["config_hash"][:8]
+    return _ckpt(run_dir, f"{split.scenario}-{profile}-seed{split.seed}-original{tag}"), expect
+
+
 def get_original(scenario: str, seed: int, profile: str = "quick", run_dir="runs/default",
                  data_dir=None, device=None, split=None, progress=None, train_overrides: dict | None = None):
     """The original model for (scenario, seed, profile): loaded if a matching checkpoint
@@ -95,9 +102,7 @@ def get_original(scenario: str, seed: int, profile: str = "quick", run_dir="runs
                               "train_fingerprint": split.train_fingerprint,
                               "shared_with": f"rb seed {seed}: the same training set"}
     cfg = dataclasses.replace(p.train_for(scenario), **(train_overrides or {}))
-    expect = _expect(split, profile, method="original", config_hash=config_hash(hashable_config(cfg)))
-    tag = "" if not train_overrides else "-" + expect["config_hash"][:8]
-    path = _ckpt(run_dir, f"{scenario}-{profile}-seed{seed}-original{tag}")
+    path, expect = _original_key(split, profile, run_dir, cfg, train_overrides)
     hit = _load_if_matching(path, expect, device)
     if hit is not None:
         return hit[0], split, hit[1]
@@ -367,30 +372,30 @@ def _pool_methods(device) -> bool:
     return torch.device(device).type == "cuda"
 
 
-def _missing(scenario, seeds, profile, run_dir, methods, *, data_dir=None, device=None, overrides=None,
+def _missing(scenario, seeds, profile, run_dir, runs, *, data_dir=None, device=None, retrain_overrides=None,
              train_overrides=None, tag_config=False) -> list[dict]:
-    """The :func:`_work` jobs that a run of ``methods`` on ``seeds`` still needs: the (method, seed)
-    pairs with no row in the results store and no checkpoint of their config (a seed whose original or
-    Retrain is missing gets its stage-1 job from :func:`_run_pool`)."""
-    overrides = overrides or {}
+    """The :func:`_work` jobs that ``runs`` (``(method, overrides)`` pairs) on ``seeds`` still need:
+    one stage-1 job per seed (its original and Retrain), and, where :func:`_pool_methods` sends the
+    methods to the workers, every run with no row in the results store and no checkpoint of its
+    config. Each seed's split is built once."""
     store = ResultsStore(Path(run_dir) / RESULTS_FILE)
+    pooled = _pool_methods(device or default_device())
+    runs = [(m, dict(over or {})) for m, over in runs if m not in ("original", "retrain")]
     out = []
     for seed in seeds:
         base = _job(scenario, seed, profile, run_dir, data_dir=data_dir, device=device,
-                    train_overrides=train_overrides, retrain_overrides=overrides.get("retrain", {}),
+                    train_overrides=train_overrides, retrain_overrides=retrain_overrides,
                     tag_config=tag_config)
-        split = make_split(scenario, seed, data_dir, profile=profile)
         out.append(base)
+        if not pooled or not runs:
+            continue
+        split = make_split(scenario, seed, data_dir, profile=profile)
         try:
             ometa = _original_meta(split, profile, run_dir, train_overrides)
-        except FileNotFoundError:  # not trained yet: every method of the seed is missing
-            out += [{**base, "method": m, "overrides": dict(overrides.get(m, {}))} for m in methods
-                    if m not in ("original", "retrain")]
+        except FileNotFoundError:  # not trained yet: every run of the seed is missing
+            out += [{**base, "method": m, "overrides": over} for m, over in runs]
             continue
-        for m in methods:
-            if m in ("original", "retrain"):
-                continue
-            over = dict(overrides.get(m, {}))
+        for m, over in runs:
             chash = _method_hash(method_config(m, profile, scenario, **over), ometa)
             if store.has(scenario=scenario, method=m, seed=seed, config_hash=chash,
                          split_fingerprint=split.fingerprint):
@@ -412,9 +417,7 @@ def _original_meta(split, profile, run_dir, train_overrides=None) -> dict:
             raise FileNotFoundError(f"cf seed {seed}: training set differs from RB's")
         return _original_meta(rb, profile, run_dir, train_overrides)
     cfg = dataclasses.replace(get_profile(profile).train_for(scenario), **(train_overrides or {}))
-    expect = _expect(split, profile, method="original", config_hash=config_hash(hashable_config(cfg)))
-    tag = "" if not train_overrides else "-" + expect["config_hash"][:8]
-    hit = _load_if_matching(_ckpt(run_dir, f"{scenario}-{profile}-seed{seed}-original{tag}"), expect, "cpu")
+    hit = _load_if_matching(*_original_key(split, profile, run_dir, cfg, train_overrides), "cpu")
     if hit is None:
         raise FileNotFoundError(f"no original model for {scenario} seed {seed} in {run_dir}")
     return hit[1]
@@ -453,9 +456,9 @@ def run_scenario(scenario: str, seeds, profile: str = "quick", methods=None, run
     bar = progress_bar(total=len(seeds) * (len(order) + 1), desc=f"{scenario} {profile} {variant}", disable=not progress)
     worker_reports.clear()
     if workers > 1:
-        _run_pool(_missing(scenario, seeds, profile, run_dir, order, data_dir=data_dir, device=device,
-                           overrides=overrides, train_overrides=train_overrides, tag_config=tag_config),
-                  workers, bar)
+        _run_pool(_missing(scenario, seeds, profile, run_dir, [(m, overrides.get(m)) for m in order],
+                           data_dir=data_dir, device=device, retrain_overrides=overrides.get("retrain"),
+                           train_overrides=train_overrides, tag_config=tag_config), workers, bar)
     keys = []
     for seed in seeds:
         bar.set_postfix_str(f"seed {seed}: original and Retrain")
@@ -557,9 +560,8 @@ def tune(scenario: str, profile: str, run_dir, *, seed: int = 0, methods=None, d
     validate_workers(workers)
     device = device or default_device()
     if workers > 1:
-        jobs = [j for m, p in points for j in _missing(scenario, [seed], profile, run_dir, [m], data_dir=data_dir,
-                                                       device=device, overrides={m: p}, tag_config=True)]
-        _run_pool(jobs, workers)
+        _run_pool(_missing(scenario, [seed], profile, run_dir, points, data_dir=data_dir, device=device,
+                           tag_config=True), workers)
     store = ResultsStore(Path(run_dir) / RESULTS_FILE)
     bar = progress_bar(points, desc=f"{scenario} {profile} tuning grid (seed {seed})", disable=not progress)
     s = prepare_seed(scenario, seed, profile, run_dir, data_dir=data_dir, device=device, tag_config=True,
@@ -621,12 +623,12 @@ def beta_sweep(scenario: str, seeds, profile: str, run_dir, betas, *, methods=("
     unlearns every missing (beta, variant, seed) in that many processes first, then scores here."""
     validate_workers(workers)
     if workers > 1:
-        jobs = _missing(scenario, seeds, profile, run_dir, ["scrub"], data_dir=data_dir, device=device) \
-            if any(float(b) == 0.0 for b in betas) else []
-        for beta in betas:
-            if float(beta) != 0.0:
-                jobs += _missing(scenario, seeds, profile, run_dir, list(methods), data_dir=data_dir, device=device,
-                                 overrides={m: {"beta": float(beta)} for m in methods}, tag_config=True)
+        # beta 0 is vanilla SCRUB's own (untagged) run; every other beta a tagged run per variant
+        jobs = _missing(scenario, seeds, profile, run_dir, [("scrub", {})] if 0.0 in map(float, betas) else [],
+                        data_dir=data_dir, device=device)
+        jobs += _missing(scenario, seeds, profile, run_dir, [(m, {"beta": float(b)}) for b in betas if float(b) != 0.0
+                                                             for m in methods], data_dir=data_dir, device=device,
+                         tag_config=True)
         _run_pool(jobs, workers)
     rows = []
     for beta in betas:
