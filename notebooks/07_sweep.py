@@ -76,12 +76,14 @@ P
 
 # %% [markdown]
 # **Run the grid** (methods × learning rates × seeds). Points already in the sweep's results store
-# are skipped, so an interrupted sweep restarts where it stopped.
+# are skipped, so an interrupted sweep restarts where it stopped. Each seed's original and Retrain
+# come from this run's folder when notebooks 02/03 trained them at the same recipe (checked), else
+# the sweep trains them.
 
 # %%
 spec = {"name": f"lr-{P['scenario']}", "scenario": P["scenario"], "profile": P["profile"],
         "grid": {"method": P["methods"], "lr": P["lrs"], "seed": P["seeds"]}}
-summary = run_sweep(spec, P["run_dir"] / "sweep", data_dir=P["data_dir"])
+summary = run_sweep(spec, P["run_dir"] / "sweep", data_dir=P["data_dir"], models_from=P["run_dir"])
 summary
 
 # %% [markdown]

@@ -17,7 +17,7 @@
 # [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/unlearnlib/unlearnlib/blob/v0.1.0/notebooks/08_class_forgetting.ipynb)
 #
 # # 08 · Class forgetting on CIFAR-10
-
+#
 # The standard class-forgetting benchmark of SCRUB, SalUn and SSD, beside the paper's two scenarios. The `cf` split of each seed is RB's CIFAR-10 split (the same 5,000 training images, so RB's original model is reused) with **every training image of one class** as the forget set: the class is drawn with the seed (`make_split("cf", seed, forget_class=3)` picks one by hand). Retain is the other classes' images. Test accuracy is reported on the other classes (`test_acc`, SalUn's TA) and on the forgotten class (`test_forget_acc`); Retrain, trained without the class, scores 0% on both of the forgotten class's sets. Every method is compared with Retrain: the best is the one closest to it.
 
 # %% [markdown]
@@ -53,7 +53,7 @@ seeds = None           # list of seeds; None: the profile's seeds (0, 1, 2)
 seed = None            # run this one seed only (overrides seeds), e.g. -p seed 2
 profile = "auto"       # "auto", "quick" (2 CPU cores), "paper-cpu" or "paper" (full size, GPU)
 data_dir = None        # folder with the offline archives
-workers = 1            # models trained at once in separate processes; on a CPU each gets threads/workers
+workers = None         # models trained at once in separate processes (each gets threads/workers on a CPU); None: the profile's
 run_dir = None         # checkpoints and results; None: runs/<profile>
 figures_dir = "figures"
 results_dir = "results"

@@ -123,3 +123,15 @@ def test_notebook_workers_parameter_is_checked(bad):
     assert check_parameters({"workers": 3}, set(), {"workers"})["workers"] == 3
     with pytest.raises(ValueError, match="workers must be an integer >= 1, got"):
         check_parameters({"workers": bad}, set(), {"workers"})
+
+
+def test_notebook_workers_default_is_the_profiles():
+    """``workers=None`` (the notebooks' default) resolves to the profile's ``workers``, which
+    ``run-all`` passes too, so a notebook run by hand trains the same models as ``run-all``."""
+    from unlearnlib.notebook import check_parameters
+    from unlearnlib.profiles import PROFILES
+    ns = {"workers": None, "profile": "quick"}
+    assert check_parameters(ns, set(), {"workers", "profile"})["workers"] == PROFILES["quick"].workers == 3
+    ns = {"workers": None, "profile": "paper"}
+    assert check_parameters(ns, set(), {"workers", "profile"})["workers"] == PROFILES["paper"].workers == 1
+    assert check_parameters({"workers": 2, "profile": "quick"}, set(), {"workers", "profile"})["workers"] == 2

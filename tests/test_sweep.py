@@ -161,3 +161,40 @@ def test_a_real_ray_head_trains_each_seed_once_and_workers_read_no_driver_files(
         assert (again["ran"], again["skipped"], again["trained_seeds"]) == (0, 4, [])
     finally:
         subprocess.run([ray_cli, "stop", "--force"], timeout=120, capture_output=True, env=env)
+
+
+def test_sweep_reuses_the_report_runs_models_only_where_split_and_recipe_match(tmp_path, data_dir, monkeypatch):
+    """``models_from``: the report run's original and Retrain go to the sweep as their exact bytes
+    when the sweep trains at the profile's recipe on the same split; another recipe, another split
+    or a damaged checkpoint give None (the sweep then trains them itself)."""
+    import dataclasses
+    import warnings
+
+    from unlearnlib import profiles
+    from unlearnlib.splits import make_split
+    from unlearnlib.study import prepare_seed
+    from unlearnlib.sweep import _run_payload
+    quick = profiles.PROFILES["quick"]  # a 1-epoch recipe keeps the test short; the logic is the same
+    monkeypatch.setitem(profiles.PROFILES, "quick", dataclasses.replace(quick, train=dataclasses.replace(quick.train, epochs=1)))
+    prepare_seed("rb", 0, "quick", tmp_path, data_dir=data_dir)
+    fp = make_split("rb", 0, data_dir, profile="quick").fingerprint
+    point = {"scenario": "rb", "seed": 0, "profile": "quick", "train": {}, "split_fingerprint": fp}
+    got = _run_payload(tmp_path, point, data_dir)
+    ck = tmp_path / "checkpoints"
+    assert got == {"original": (ck / "rb-quick-seed0-original.safetensors").read_bytes(),
+                   "retrain": (ck / "rb-quick-seed0-retrain.safetensors").read_bytes(), "fingerprint": fp}
+    assert _run_payload(None, point, data_dir) is None
+    assert _run_payload(tmp_path, {**point, "train": {"epochs": 2}}, data_dir) is None   # another recipe
+    assert _run_payload(tmp_path, {**point, "seed": 1,                                   # no models for seed 1
+                                   "split_fingerprint": make_split("rb", 1, data_dir, profile="quick").fingerprint},
+                        data_dir) is None
+    assert _run_payload(tmp_path, {**point, "split_fingerprint": "0" * 64}, data_dir) is None
+    monkeypatch.setitem(profiles.PROFILES, "quick", dataclasses.replace(quick, train=dataclasses.replace(quick.train, epochs=3)))
+    assert _run_payload(tmp_path, point, data_dir) is None  # the profile's recipe changed: stale models
+    monkeypatch.setitem(profiles.PROFILES, "quick", dataclasses.replace(quick, train=dataclasses.replace(quick.train, epochs=1)))
+    raw = bytearray((ck / "rb-quick-seed0-retrain.safetensors").read_bytes())
+    raw[-1] ^= 0xFF
+    (ck / "rb-quick-seed0-retrain.safetensors").write_bytes(bytes(raw))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert _run_payload(tmp_path, point, data_dir) is None  # damaged: never sent

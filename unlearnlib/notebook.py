@@ -60,6 +60,8 @@ def check_parameters(namespace: dict, before: set, declared) -> dict:
             raise ValueError(f"unknown profile {p['profile']!r}; allowed: auto, {', '.join(PROFILES)}")
     if "workers" in p:
         from .study import validate_workers
+        if p["workers"] is None:  # the profile's (run-all's default too), so both routes give the same models
+            p["workers"] = PROFILES[p["profile"]].workers if "profile" in p else 1
         p["workers"] = validate_workers(p["workers"])
     from .methods import method_names
     for key, ok, allowed in (("scenarios", lambda s: s in SCENARIOS, " or ".join(SCENARIOS)),

@@ -41,7 +41,7 @@ from .splits import Split, make_split
 from .train import train
 
 __all__ = ["default_device", "get_original", "epoch_printer", "run_method", "run_scenario", "tune", "tuning_grid", "run_tuned", "stored_rows", "beta_sweep", "select_beta", "load_unlearned", "method_config",
-           "SeedModels", "prepare_seed", "model_for", "score", "few_model_forgetting", "validate_workers",
+           "SeedModels", "prepare_seed", "stored_seed_files", "model_for", "score", "few_model_forgetting", "validate_workers",
            "RESULTS_FILE", "TABLE_METRICS", "RETAIN_TOLERANCE"]
 
 RESULTS_FILE = "results.jsonl"
@@ -121,6 +121,23 @@ def get_original(scenario: str, seed: int, profile: str = "quick", run_dir="runs
     resume.unlink(missing_ok=True)
     meta = load_checkpoint(path, expect=expect)[1]
     return model.eval(), split, meta
+
+
+def stored_seed_files(split, profile: str, run_dir) -> tuple[Path, Path] | None:
+    """The files of ``split``'s original model and Retrain in ``run_dir/checkpoints``, as
+    :func:`prepare_seed` writes them at the profile's recipe, when both are there and match this
+    split and recipe (metadata, config hashes and checksums verified); else None. Nothing is trained."""
+    cfg = get_profile(profile).train_for(split.scenario)
+    path, expect = _original_key(split, profile, run_dir, cfg, None)
+    hit = _load_if_matching(path, expect, "cpu")
+    if hit is None:
+        return None
+    rpath = _ckpt(run_dir, f"{split.scenario}-{profile}-seed{split.seed}-retrain")
+    rexpect = _expect(split, profile, method="retrain",
+                      config_hash=_method_hash(method_config("retrain", profile, split.scenario), hit[1]))
+    if _load_if_matching(rpath, rexpect, "cpu") is None:
+        return None
+    return path, rpath
 
 
 def epoch_printer(what: str):

@@ -183,12 +183,35 @@ def _saved_payload(run_dir: Path, point: dict) -> dict | None:
     return out
 
 
+def _run_payload(models_from, point: dict, data_dir) -> dict | None:
+    """The seed's original and Retrain from the report run folder ``models_from`` (its
+    ``checkpoints/``, as :func:`unlearnlib.study.prepare_seed` writes them), when the sweep trains
+    at the profile's recipe (no ``train`` overrides) and both checkpoints match this split and that
+    recipe (metadata, config hash and checksum verified); else None. The same training set and
+    recipe give the same models, so the sweep need not train them again (issue 16: reuse originals
+    and Retrain wherever the training set is the same)."""
+    if models_from is None or point["train"]:
+        return None
+    from .splits import make_split
+    from .study import stored_seed_files
+    split = make_split(point["scenario"], point["seed"], data_dir, profile=point["profile"])
+    if split.fingerprint != point["split_fingerprint"]:
+        return None
+    files = stored_seed_files(split, point["profile"], models_from)
+    if files is None:
+        return None
+    path, rpath = files
+    return {"original": path.read_bytes(), "retrain": rpath.read_bytes(), "fingerprint": split.fingerprint}
+
+
 def run_sweep(spec, run_dir="runs/sweep", *, address: str | None = None, data_dir=None,
               cpus_per_point: int = 1, gpus_per_point: float | None = None, retry_failed: bool = False,
-              progress: bool = True, max_points: int | None = None) -> dict:
+              progress: bool = True, max_points: int | None = None, models_from=None) -> dict:
     """Run every missing point of ``spec`` on Ray; returns counts and the wall seconds.
 
-    ``max_points`` stops after that many new points (used to test interruption).
+    ``max_points`` stops after that many new points (used to test interruption). ``models_from``:
+    a report run folder whose seeds' original and Retrain the sweep reuses where they match its
+    split and recipe (:func:`_run_payload`; summary ``reused_seeds``) instead of training them.
     """
     from .results import ResultsStore
     from .runtime import progress_bar
@@ -213,7 +236,7 @@ def run_sweep(spec, run_dir="runs/sweep", *, address: str | None = None, data_di
         todo = todo[:max_points]
     t0 = time.perf_counter()
     summary = {"points": len(points), "skipped": len(points) - len(todo), "ran": 0, "failed": 0,
-               "trained_seeds": []}
+               "trained_seeds": [], "reused_seeds": []}
     if not todo:
         summary["seconds"] = 0.0
         return summary
@@ -239,6 +262,10 @@ def run_sweep(spec, run_dir="runs/sweep", *, address: str | None = None, data_di
         refs = {}
         for seed, p in first.items():
             saved = _saved_payload(run_dir, p)
+            if saved is None:
+                saved = _run_payload(models_from, p, data_dir)
+                if saved is not None:
+                    summary["reused_seeds"].append(seed)
             if saved is not None:
                 refs[seed] = ray.put(saved)
             else:
