@@ -140,3 +140,26 @@ def test_a_corrupt_line_is_named_and_repair_keeps_every_good_row(tmp_path):
     assert main(["repair-results", str(path)]) == 0
     assert [r["seed"] for r in store.rows()] == [0, 1, 2]
     assert (tmp_path / "results.jsonl.bad").read_bytes() == b'{"scenario": "rb", "meth\n[1, 2]\n'
+
+
+def test_cost_ratio_only_against_a_retrain_timed_alike(rb_quick):
+    """``score`` sets a model's seconds against Retrain's only when both were timed under the same
+    conditions (checkpoint ``timing``); otherwise the row keeps its seconds, gets a ``cost_note``,
+    and the report's table says why its "× Retrain" is n/a."""
+    from unlearnlib.models import build_model
+    from unlearnlib.report import cost_footnote
+    from unlearnlib.study import SeedModels, score
+    net = build_model("resnet18", 10, 0.125, rb_quick.mean, rb_quick.std).eval()
+    alone, worker = {"threads": 2, "processes": 1}, {"threads": 1, "processes": 3}
+    made = {"dataset": rb_quick.dataset, "num_classes": 10, "split_fingerprint": rb_quick.fingerprint}
+    s = SeedModels(rb_quick, net, {**made, "seconds": 8.0, "timing": worker}, net,
+                   {**made, "seconds": 20.0, "timing": worker}, {}, False)
+    same = score(s, net, {**made, "seconds": 5.0, "timing": worker})
+    assert same["cost_ratio"] == 0.25 and "cost_note" not in same and same["timing"] == worker
+    other = score(s, net, {**made, "seconds": 5.0, "timing": alone})
+    assert "cost_ratio" not in other and other["seconds"] == 5.0
+    assert other["cost_note"] == ("Retrain timed with 1 thread(s) in one of 3 process(es) training at once, "
+                                  "this model with 2 thread(s) in one of 1 process(es) training at once: no ratio")
+    note = cost_footnote([same, other], ["seconds", "cost_ratio"])
+    assert note.startswith("\n× Retrain is n/a for 1 of 2 rows") and other["cost_note"] in note
+    assert cost_footnote([same], ["seconds", "cost_ratio"]) == "" and cost_footnote([other], ["seconds"]) == ""

@@ -1,6 +1,7 @@
 """The speed paths give the same answers as the plain ones: torch.compile'd forward passes
 (with their feature taps) against eager, and seeds run concurrently against a sequential run."""
 import dataclasses
+from pathlib import Path
 
 import pytest
 import torch
@@ -98,10 +99,23 @@ def test_concurrent_seeds_equal_a_sequential_run(tmp_path, data_dir):
     par = run_scenario("rb", [0, 1], "quick", methods=["finetune"], run_dir=tmp_path / "par", workers=2, **small)
     # the workers trained each seed's original and Retrain once; Finetune ran here (CPU)
     assert sorted((r["seed"], r["method"]) for r in worker_reports) == [(0, None), (1, None)]
+    again = run_scenario("rb", [0, 1], "quick", methods=["finetune"], run_dir=tmp_path / "par", workers=2, **small)
+    assert worker_reports == [] and again == par  # every model stored: no pool is started
     from unlearnlib.study import _pool_methods
     assert _pool_methods("cuda") and not _pool_methods("cpu")  # on a GPU the methods go to the workers too
     assert len(seq) == len(par) == 2 * 3  # original, retrain, finetune per seed
-    skip = {"seconds", "cost_ratio", "compile_seconds", "history", "git_commit"}
+    skip = {"seconds", "cost_ratio", "compile_seconds", "history", "git_commit", "timing", "cost_note"}
+    # Retrain timed in a worker (one of 2 processes), Finetune here alone: no ratio, a note saying
+    # why; the sequential run timed Retrain with threads // 2 and Finetune with every thread
+    ft = lambda rows: [r for r in rows if r["method"] == "finetune"]
+    half = max(1, threads // 2)
+    assert all("cost_ratio" not in r and f"Retrain timed with {half} thread(s) in one of 2 process" in r["cost_note"]
+               for r in ft(par))
+    if half == threads:  # one core: both timed alike
+        assert all(r["cost_ratio"] > 0 and "cost_note" not in r for r in ft(seq))
+    else:
+        assert all("cost_ratio" not in r and f"Retrain timed with {half} thread(s) in one of 1 process" in r["cost_note"]
+                   for r in ft(seq))
 
     def strip(rows):
         return sorted(({k: v for k, v in r.items() if k not in skip} for r in rows),
@@ -135,3 +149,26 @@ def test_notebook_workers_default_is_the_profiles():
     ns = {"workers": None, "profile": "paper"}
     assert check_parameters(ns, set(), {"workers", "profile"})["workers"] == PROFILES["paper"].workers == 1
     assert check_parameters({"workers": 2, "profile": "quick"}, set(), {"workers", "profile"})["workers"] == 2
+
+
+def test_run_all_passes_each_notebook_the_profiles_execution_settings(tmp_path, monkeypatch):
+    """run-all's papermill parameters, recorded instead of executed: the profile's workers (or
+    ``--workers``) to the notebooks that train, the quick profile's one sweep seed to notebook 07,
+    and no notebook 07 where the profile tunes in 02/03 (paper-cpu)."""
+    import papermill
+    from unlearnlib.cli import run_all
+    calls = {}
+    monkeypatch.setattr(papermill, "execute_notebook",
+                        lambda src, out, parameters, **kw: calls.__setitem__(Path(src).stem, parameters))
+    assert run_all("quick", str(tmp_path / "q"), None, None, None) == 0
+    assert calls["07_sweep"]["seeds"] == [0] and "workers" not in calls["07_sweep"]
+    assert all(calls[n]["workers"] == 3 for n in ("02_rb_cifar10", "03_rc_scrub", "04_loss_curves", "06_privacy",
+                                                  "08_class_forgetting"))
+    assert "seeds" not in calls["02_rb_cifar10"] and "workers" not in calls["01_train_original"]
+    calls.clear()
+    assert run_all("quick", str(tmp_path / "q"), None, [1], None, workers=1) == 0
+    assert calls["02_rb_cifar10"]["workers"] == 1 and calls["02_rb_cifar10"]["seeds"] == [1]
+    assert "seeds" not in calls["07_sweep"]  # the notebook's own seeds when --seeds is given
+    calls.clear()
+    assert run_all("paper-cpu", str(tmp_path / "p"), None, None, None) == 0
+    assert "07_sweep" not in calls and calls["03_rc_scrub"]["workers"] == 3

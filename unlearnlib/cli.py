@@ -44,9 +44,11 @@ def run_all(profile: str, run_dir: str | None, data_dir: str | None, seeds: list
             params["results_dir"] = str(tables)
         if seeds is not None and name not in ("01_train_original", "05_saliency", "07_sweep"):
             params["seeds"] = seeds
-        if workers != 1 and name in ("02_rb_cifar10", "03_rc_scrub", "04_loss_curves", "06_privacy",
+        if name in ("02_rb_cifar10", "03_rc_scrub", "04_loss_curves", "06_privacy",
                                         "08_class_forgetting"):
             params["workers"] = workers
+        if name == "07_sweep" and seeds is None and get_profile(profile).sweep_seeds is not None:
+            params["seeds"] = list(get_profile(profile).sweep_seeds)
         if name == "07_sweep" and get_profile(profile).tune:
             # this profile's notebooks 02/03 already pick each method's settings from a grid on
             # validation (the "tuned" rows); the separate Ray lr sweep would repeat that work

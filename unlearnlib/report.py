@@ -17,7 +17,7 @@ from .results import summarize, to_csv, to_markdown
 
 __all__ = ["save_figure", "save_table", "method_table", "plot_loss_curves", "plot_distillation_types",
            "plot_loss_distributions", "plot_training_history", "plot_sensitivity", "plot_beta", "plot_saliency_grid", "plot_accuracy_bars", "plot_forget_vs_test", "mark_best",
-           "method_order", "label", "describe_tuning", "scenario_report", "SCENARIO_REPORTS", "HEADERS", "PAPER_TABLE1", "PAPER_TABLE2"]
+           "method_order", "label", "describe_tuning", "scenario_report", "cost_footnote", "SCENARIO_REPORTS", "HEADERS", "PAPER_TABLE1", "PAPER_TABLE2"]
 
 def method_order() -> list[str]:
     """Table order: the original model, then every registered method in its registry order."""
@@ -82,6 +82,17 @@ CLOSEST_TO_RETRAIN = {"retain_acc", "forget_acc", "test_acc", "test_forget_acc",
                       "confusion_0_to_1", "confusion_1_to_0", "mia_loss", "mia_efficacy", "mia_efficacy_conf_entropy"}
 
 
+def cost_footnote(rows: list[dict], metrics: list[str]) -> str:
+    """A line under a table whose "× Retrain" column is n/a for some rows: their method and Retrain
+    were timed under different conditions (see :func:`unlearnlib.study.score`); empty otherwise."""
+    notes = [r["cost_note"] for r in rows if "cost_ratio" in metrics and r.get("cost_note")]
+    if not notes:
+        return ""
+    return (f"\n× Retrain is n/a for {len(notes)} of {len(rows)} rows: the method and Retrain were timed "
+            f"under different conditions (threads; processes training at once), e.g. {notes[0]}. "
+            "The seconds column stands; `python -m unlearnlib bench` times the methods and Retrain alone.\n")
+
+
 def scenario_report(rows: list[dict], scenario: str, profile: str, results_dir, figures_dir, tag: str):
     """The scenario's table (mean ± std over seeds, the paper's numbers beside; Retrain first, then
     sorted by Avg. Gap, the best non-Retrain entry of each column in bold) and accuracy bars, saved as ``<stem>_table_<tag>.md/.csv`` and ``<stem>_accuracy_<tag>.png/.pdf``.
@@ -92,6 +103,10 @@ def scenario_report(rows: list[dict], scenario: str, profile: str, results_dir, 
     cols = ["label", "n"] + metrics + (["paper"] if spec["paper"] else [])
     heads = ["method", "n"] + [HEADERS.get(m, m) for m in metrics] + (["paper (r/f/t %)"] if spec["paper"] else [])
     md = save_table(table, cols, heads, results_dir, f"{spec['stem']}_table_{tag}", marked=mark_best(table, metrics))
+    note = cost_footnote(rows, metrics)
+    if note:  # the saved table carries it too
+        md += note
+        atomic_write_bytes(Path(results_dir) / f"{spec['stem']}_table_{tag}.md", md.encode())
     fig = plot_accuracy_bars(table, f"{spec['title']} ({scenario}, {profile} profile)")
     save_figure(fig, figures_dir, f"{spec['stem']}_accuracy_{tag}")
     return md, fig

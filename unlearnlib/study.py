@@ -41,7 +41,7 @@ from .splits import Split, make_split
 from .train import train
 
 __all__ = ["default_device", "get_original", "epoch_printer", "run_method", "run_scenario", "tune", "tuning_grid", "run_tuned", "stored_rows", "beta_sweep", "select_beta", "load_unlearned", "method_config",
-           "SeedModels", "prepare_seed", "stored_seed_files", "model_for", "score", "few_model_forgetting", "validate_workers",
+           "SeedModels", "prepare_seed", "stored_seed_files", "timing", "model_for", "score", "few_model_forgetting", "validate_workers",
            "RESULTS_FILE", "TABLE_METRICS", "RETAIN_TOLERANCE"]
 
 RESULTS_FILE = "results.jsonl"
@@ -52,6 +52,17 @@ RESULTS_FILE = "results.jsonl"
 RETAIN_TOLERANCE = 0.02
 TABLE_METRICS = ["retain_acc", "forget_acc", "test_acc", "mia_loss", "mia_efficacy", "avg_gap",
                  "avg_gap_5", "js_forget", "seconds", "cost_ratio"]
+
+
+# models trained at once by this process's pool (set in a worker by :func:`_work`; 1 in the driver)
+_PROCESSES = 1
+
+
+def timing() -> dict:
+    """The conditions a model's ``seconds`` were measured under, stored in its checkpoint: this
+    process's CPU threads and how many processes trained at once. A method's cost is set against
+    Retrain's only when both were timed under the same conditions (:func:`score`)."""
+    return {"threads": torch.get_num_threads(), "processes": _PROCESSES}
 
 
 def _ckpt(run_dir, name) -> Path:
@@ -115,7 +126,7 @@ def get_original(scenario: str, seed: int, profile: str = "quick", run_dir="runs
     history = train(model, images, labels, cfg, seed=seed, on_epoch_end=progress, resume=resume)
     # after a resume: the seconds of this session only; compilation is reported apart
     seconds = time.perf_counter() - t0 - history.compile_seconds
-    save_checkpoint(path, model, **expect, history=history, seconds=seconds,
+    save_checkpoint(path, model, **expect, history=history, seconds=seconds, timing=timing(),
                     compile_seconds=history.compile_seconds, device=device_name(device),
                     precision=precision(device, cfg.fast, cfg.amp))
     resume.unlink(missing_ok=True)
@@ -123,18 +134,21 @@ def get_original(scenario: str, seed: int, profile: str = "quick", run_dir="runs
     return model.eval(), split, meta
 
 
-def stored_seed_files(split, profile: str, run_dir) -> tuple[Path, Path] | None:
+def stored_seed_files(split, profile: str, run_dir, *, train_overrides: dict | None = None,
+                      retrain_overrides: dict | None = None, tag_config: bool = False) -> tuple[Path, Path] | None:
     """The files of ``split``'s original model and Retrain in ``run_dir/checkpoints``, as
-    :func:`prepare_seed` writes them at the profile's recipe, when both are there and match this
-    split and recipe (metadata, config hashes and checksums verified); else None. Nothing is trained."""
-    cfg = get_profile(profile).train_for(split.scenario)
-    path, expect = _original_key(split, profile, run_dir, cfg, None)
+    :func:`prepare_seed` writes them (same arguments), when both are there and match this split and
+    recipe (metadata, config hashes and checksums verified); else None. Nothing is trained."""
+    retrain_overrides = dict(retrain_overrides or {})
+    cfg = dataclasses.replace(get_profile(profile).train_for(split.scenario), **(train_overrides or {}))
+    path, expect = _original_key(split, profile, run_dir, cfg, train_overrides)
     hit = _load_if_matching(path, expect, "cpu")
     if hit is None:
         return None
-    rpath = _ckpt(run_dir, f"{split.scenario}-{profile}-seed{split.seed}-retrain")
-    rexpect = _expect(split, profile, method="retrain",
-                      config_hash=_method_hash(method_config("retrain", profile, split.scenario), hit[1]))
+    chash = _method_hash(method_config("retrain", profile, split.scenario, **retrain_overrides), hit[1])
+    tag = f"-{chash[:8]}" if tag_config and retrain_overrides else ""
+    rpath = _ckpt(run_dir, f"{split.scenario}-{profile}-seed{split.seed}-retrain{tag}")
+    rexpect = _expect(split, profile, method="retrain", config_hash=chash)
     if _load_if_matching(rpath, rexpect, "cpu") is None:
         return None
     return path, rpath
@@ -196,7 +210,7 @@ def run_method(method: str, original, split, profile: str, run_dir, device=None,
         return hit
     resume = _resume_file(path, chash)
     res = unlearn(method, original, split, cfg, resume=resume, on_epoch_end=progress, meta=origin)
-    save_checkpoint(path, res.model, **expect, history=res.history, seconds=res.seconds,
+    save_checkpoint(path, res.model, **expect, history=res.history, seconds=res.seconds, timing=timing(),
                     compile_seconds=res.compile_seconds, diverged=res.diverged, rewound_epoch=res.rewound_epoch,
                     config=res.config, device=device_name(device),
                     precision=precision(device, cfg.fast, getattr(cfg, "amp", "auto")))
@@ -261,12 +275,28 @@ def config_hash_for(s: SeedModels, method: str, profile: str, **overrides) -> st
     return _method_hash(method_config(method, profile, s.split.scenario, **overrides), s.original_meta)
 
 
+def _timing_text(t: dict | None) -> str:
+    if not t:
+        return "conditions not recorded"
+    return f"{t['threads']} thread(s) in one of {t['processes']} process(es) training at once"
+
+
 def score(s: SeedModels, model, meta: dict) -> dict:
     """:func:`~unlearnlib.metrics.evaluate` of ``model`` against the seed's Retrain reference, with
-    the data source the split's images came from."""
+    the data source the split's images came from. The cost ratio to Retrain (``cost_ratio``) is
+    given only when both were timed under the same conditions (checkpoint ``timing``: threads and
+    processes training at once): on a CPU, Retrain trained in one of 3 one-thread workers sharing
+    2 cores took 1.7x its time alone (measured, paper-cpu RB: 103 s, mean of seeds 0-2, against
+    60.9 s alone for seed 0), so a ratio against it would flatter every method run alone; such rows
+    keep ``seconds`` and get ``cost_note`` instead."""
+    same = meta.get("timing") == s.retrain_meta.get("timing")
     row = evaluate(model, s.split, reference=s.retrain, original=s.original, seconds=meta.get("seconds"),
-                   reference_seconds=s.retrain_meta.get("seconds"), seed=s.split.seed, meta=meta,
-                   cache=s.eval_cache)
+                   reference_seconds=s.retrain_meta.get("seconds") if same else None, seed=s.split.seed,
+                   meta=meta, cache=s.eval_cache)
+    row["timing"] = meta.get("timing")
+    if not same:
+        row["cost_note"] = (f"Retrain timed with {_timing_text(s.retrain_meta.get('timing'))}, this model "
+                            f"with {_timing_text(meta.get('timing'))}: no ratio")
     row["data_source"] = s.split.data_source
     return row
 
@@ -284,8 +314,10 @@ def _work(job: dict) -> dict:
     that method with its overrides (:func:`model_for`). Runs the same code as the sequential path.
     Returns the job's seed and method, its wall seconds and, on CUDA, the process's peak GPU memory
     in GiB (else None)."""
+    global _PROCESSES
     t0 = time.perf_counter()
     torch.set_num_threads(job["threads"])
+    _PROCESSES = job["processes"]
     torch.use_deterministic_algorithms(job["deterministic"])
     torch.backends.cudnn.deterministic = job["cudnn_deterministic"]
     torch.backends.cudnn.benchmark = job["cudnn_benchmark"]
@@ -334,7 +366,7 @@ def _run_pool(jobs: list[dict], workers: int, bar=None) -> None:
         return
     ctx = multiprocessing.get_context("spawn")  # CUDA cannot be forked
     threads = max(1, torch.get_num_threads() // workers)
-    common = dict(threads=threads, deterministic=torch.are_deterministic_algorithms_enabled(),
+    common = dict(threads=threads, processes=workers, deterministic=torch.are_deterministic_algorithms_enabled(),
                   cudnn_deterministic=torch.backends.cudnn.deterministic,
                   cudnn_benchmark=torch.backends.cudnn.benchmark)
     seeds: dict = {}
@@ -392,7 +424,7 @@ def _pool_methods(device) -> bool:
 def _missing(scenario, seeds, profile, run_dir, runs, *, data_dir=None, device=None, retrain_overrides=None,
              train_overrides=None, tag_config=False) -> list[dict]:
     """The :func:`_work` jobs that ``runs`` (``(method, overrides)`` pairs) on ``seeds`` still need:
-    one stage-1 job per seed (its original and Retrain), and, where :func:`_pool_methods` sends the
+    one stage-1 job per seed whose original or Retrain is not stored yet, and, where :func:`_pool_methods` sends the
     methods to the workers, every run with no row in the results store and no checkpoint of its
     config. Each seed's split is built once."""
     store = ResultsStore(Path(run_dir) / RESULTS_FILE)
@@ -403,10 +435,14 @@ def _missing(scenario, seeds, profile, run_dir, runs, *, data_dir=None, device=N
         base = _job(scenario, seed, profile, run_dir, data_dir=data_dir, device=device,
                     train_overrides=train_overrides, retrain_overrides=retrain_overrides,
                     tag_config=tag_config)
-        out.append(base)
+        split = make_split(scenario, seed, data_dir, profile=profile)
+        # stage 1 only where the seed's original or Retrain is not stored yet: a pool of processes
+        # that would just load them costs their start-up (measured ~10 s per call on 2 cores)
+        if stored_seed_files(split, profile, run_dir, train_overrides=train_overrides,
+                             retrain_overrides=retrain_overrides, tag_config=tag_config) is None:
+            out.append(base)
         if not pooled or not runs:
             continue
-        split = make_split(scenario, seed, data_dir, profile=profile)
         try:
             ometa = _original_meta(split, profile, run_dir, train_overrides)
         except FileNotFoundError:  # not trained yet: every run of the seed is missing
