@@ -41,6 +41,9 @@ class Profile:
     # ``run-all``'s default ``--workers``: models trained at once in separate processes, each with
     # threads // workers CPU threads (execution only: no hyperparameter changes)
     workers: int = 1
+    # on a CPU, the methods' runs go to the ``workers`` processes too (on a GPU they always do); off
+    # where the methods compile (every process would compile its own kernels, see study._pool_methods)
+    pool_methods_on_cpu: bool = False
     # the seeds ``run-all`` gives notebook 07's learning-rate sweep (None: the notebook's own, 0 and 1)
     sweep_seeds: tuple | None = None
 
@@ -111,12 +114,12 @@ PROFILES = {
         },
         # measured: 15 epochs left one of three RC originals at 75% retain accuracy; 25 fit all (>= 99.9%)
         train_by_scenario={"rc": {"epochs": 25}},
-        # execution only: the three seeds' originals and Retrain train at once, one thread each
-        # (measured, RC quick, 2 cores: 6 models in 90 s against 119 s in one two-thread process); the
-        # methods stay in the notebook's process (pooling them measured no faster: 72 s either way for
-        # 12 RB runs, the workers' start-up eats the gain). Numbers differ from a workers=1 run
-        # (CPU kernels split their sums by thread), so notebooks default to the profile's workers too
-        workers=3,
+        # execution only: the three seeds' models train at once, one thread each: first the originals
+        # and Retrain (measured, RC quick, 2 cores: 6 models in 90 s against 119 s in one two-thread
+        # process), then the methods' runs (12 RB runs: 42 s of training against 56 s in one process,
+        # the pool being started anyway for the originals). Numbers differ from a workers=1 run (CPU
+        # kernels split their sums by thread), so notebooks default to the profile's workers too
+        workers=3, pool_methods_on_cpu=True,
         # run-all's sweep on seed 0 only: measured (run-all quick, 2 cores) 90 s for 18 points on
         # seeds 0 and 1, which put the series at 14.9 min against the 15-minute budget of issue 16.
         # The notebook run by hand keeps its two seeds (and the std bands of its sensitivity plot)

@@ -360,8 +360,8 @@ def _run_pool(jobs: list[dict], workers: int, bar=None) -> None:
     then the methods' jobs. Progress (seed, model, epoch) comes back through a
     queue to ``bar``'s postfix, so a long model never leaves the terminal silent.
 
-    On a CPU only the first stage runs here (:func:`_pool_methods`); the methods then run in this
-    process, with all its threads, as a sequential run does."""
+    On a CPU, unless the profile pools them (:func:`_pool_methods`), only the first stage runs here;
+    the methods then run in this process, with all its threads, as a sequential run does."""
     if not jobs:
         return
     ctx = multiprocessing.get_context("spawn")  # CUDA cannot be forked
@@ -375,7 +375,7 @@ def _run_pool(jobs: list[dict], workers: int, bar=None) -> None:
                repr(sorted(j["retrain_overrides"].items())))
         seeds.setdefault(key, {**j, "method": None, "overrides": {}})
     stages = [list(seeds.values())]
-    if _pool_methods(jobs[0]["device"]):
+    if _pool_methods(jobs[0]["device"], jobs[0]["profile"]):
         stages.append([j for j in jobs if j["method"] is not None])
     mgr = ctx.Manager()
     queue = mgr.Queue()
@@ -410,15 +410,18 @@ def _run_pool(jobs: list[dict], workers: int, bar=None) -> None:
     mgr.shutdown()
 
 
-def _pool_methods(device) -> bool:
+def _pool_methods(device, profile: str | None = None) -> bool:
     """Whether the methods' jobs go to worker processes too: on a GPU, yes (measured on an NVIDIA
     H200, RB, 3 seeds, 3 workers: 12 methods in 184 s against 7 methods in 205 s with one process per
-    seed); on a CPU, no. Measured on this project's 2 CPU cores (paper-cpu RB, 3 one-thread
-    processes): training the originals and Retrain, 590 images/s per process, 1.8x one two-thread
-    process; but the 18 unlearning runs took 15.4 min against 7.8 min in one process, each 3.6-4.7x
-    its sequential time: every process compiles its own kernels (torch.compile, per thread count),
-    and the compilers' gcc runs took the cores from the training ones."""
-    return torch.device(device).type == "cuda"
+    seed); on a CPU, where the profile says so (:attr:`~unlearnlib.profiles.Profile.pool_methods_on_cpu`:
+    ``quick``, which compiles nothing). Measured on this project's 2 CPU cores (paper-cpu RB, 3
+    one-thread processes): training the originals and Retrain, 590 images/s per process, 1.8x one
+    two-thread process; but the 18 compiled unlearning runs took 15.4 min against 7.8 min in one
+    process, each 3.6-4.7x its sequential time: every process compiles its own kernels
+    (torch.compile, per thread count), and the compilers' gcc runs took the cores."""
+    if torch.device(device).type == "cuda":
+        return True
+    return profile is not None and get_profile(profile).pool_methods_on_cpu
 
 
 def _missing(scenario, seeds, profile, run_dir, runs, *, data_dir=None, device=None, retrain_overrides=None,
@@ -428,7 +431,7 @@ def _missing(scenario, seeds, profile, run_dir, runs, *, data_dir=None, device=N
     methods to the workers, every run with no row in the results store and no checkpoint of its
     config. Each seed's split is built once."""
     store = ResultsStore(Path(run_dir) / RESULTS_FILE)
-    pooled = _pool_methods(device or default_device())
+    pooled = _pool_methods(device or default_device(), profile)
     runs = [(m, dict(over or {})) for m, over in runs if m not in ("original", "retrain")]
     out = []
     for seed in seeds:
