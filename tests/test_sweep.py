@@ -196,5 +196,5 @@ def test_sweep_reuses_the_report_runs_models_only_where_split_and_recipe_match(t
     raw[-1] ^= 0xFF
     (ck / "rb-quick-seed0-retrain.safetensors").write_bytes(bytes(raw))
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
+        warnings.simplefilter("error")  # a probe is silent: the sweep trains the models itself
         assert _run_payload(tmp_path, point, data_dir) is None  # damaged: never sent

@@ -138,19 +138,22 @@ def stored_seed_files(split, profile: str, run_dir, *, train_overrides: dict | N
                       retrain_overrides: dict | None = None, tag_config: bool = False) -> tuple[Path, Path] | None:
     """The files of ``split``'s original model and Retrain in ``run_dir/checkpoints``, as
     :func:`prepare_seed` writes them (same arguments), when both are there and match this split and
-    recipe (metadata, config hashes and checksums verified); else None. Nothing is trained."""
+    recipe (metadata, config hashes and checksums verified); else None. Nothing is trained, and a
+    probe warns of nothing: whoever then trains the model warns of the stale file it replaces."""
     retrain_overrides = dict(retrain_overrides or {})
     cfg = dataclasses.replace(get_profile(profile).train_for(split.scenario), **(train_overrides or {}))
     path, expect = _original_key(split, profile, run_dir, cfg, train_overrides)
-    hit = _load_if_matching(path, expect, "cpu")
-    if hit is None:
-        return None
-    chash = _method_hash(method_config("retrain", profile, split.scenario, **retrain_overrides), hit[1])
-    tag = f"-{chash[:8]}" if tag_config and retrain_overrides else ""
-    rpath = _ckpt(run_dir, f"{split.scenario}-{profile}-seed{split.seed}-retrain{tag}")
-    rexpect = _expect(split, profile, method="retrain", config_hash=chash)
-    if _load_if_matching(rpath, rexpect, "cpu") is None:
-        return None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        hit = _load_if_matching(path, expect, "cpu")
+        if hit is None:
+            return None
+        chash = _method_hash(method_config("retrain", profile, split.scenario, **retrain_overrides), hit[1])
+        tag = f"-{chash[:8]}" if tag_config and retrain_overrides else ""
+        rpath = _ckpt(run_dir, f"{split.scenario}-{profile}-seed{split.seed}-retrain{tag}")
+        rexpect = _expect(split, profile, method="retrain", config_hash=chash)
+        if _load_if_matching(rpath, rexpect, "cpu") is None:
+            return None
     return path, rpath
 
 
