@@ -102,11 +102,8 @@ def scenario_report(rows: list[dict], scenario: str, profile: str, results_dir, 
     table = method_table(rows, metrics, paper=spec["paper"])
     cols = ["label", "n"] + metrics + (["paper"] if spec["paper"] else [])
     heads = ["method", "n"] + [HEADERS.get(m, m) for m in metrics] + (["paper (r/f/t %)"] if spec["paper"] else [])
-    md = save_table(table, cols, heads, results_dir, f"{spec['stem']}_table_{tag}", marked=mark_best(table, metrics))
-    note = cost_footnote(rows, metrics)
-    if note:  # the saved table carries it too
-        md += note
-        atomic_write_bytes(Path(results_dir) / f"{spec['stem']}_table_{tag}.md", md.encode())
+    md = save_table(table, cols, heads, results_dir, f"{spec['stem']}_table_{tag}", marked=mark_best(table, metrics),
+                    footer=cost_footnote(rows, metrics))
     fig = plot_accuracy_bars(table, f"{spec['title']} ({scenario}, {profile} profile)")
     save_figure(fig, figures_dir, f"{spec['stem']}_accuracy_{tag}")
     return md, fig
@@ -146,10 +143,10 @@ def save_figure(fig, folder, stem: str) -> list[Path]:
 
 
 def save_table(table: list[dict], columns: list[str], headers: list[str], folder, stem: str,
-               marked: list[dict] | None = None) -> str:
-    """Write ``stem.md`` (from ``marked`` when given: :func:`mark_best`'s copy) and ``stem.csv``
-    (plain values); returns the Markdown."""
-    md = to_markdown(marked if marked is not None else table, columns, headers)
+               marked: list[dict] | None = None, footer: str = "") -> str:
+    """Write ``stem.md`` (from ``marked`` when given: :func:`mark_best`'s copy, then ``footer``) and
+    ``stem.csv`` (plain values); returns the Markdown."""
+    md = to_markdown(marked if marked is not None else table, columns, headers) + footer
     atomic_write_bytes(Path(folder) / f"{stem}.md", md.encode())
     atomic_write_bytes(Path(folder) / f"{stem}.csv", to_csv(table, columns).encode())
     return md
