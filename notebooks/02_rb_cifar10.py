@@ -54,6 +54,7 @@ seed = None            # run this one seed only (overrides seeds), e.g. -p seed 
 profile = "auto"       # "auto", "quick" (2 CPU cores) or "paper" (full size, GPU)
 data_dir = None        # folder with the offline archives
 workers = None         # models trained at once in separate processes (each gets threads/workers on a CPU); None: the profile's
+methods = None         # registered method names to run; None: every default method (run-all --scope paper: the paper's seven)
 tuned = True           # also the "tuned on validation" rows, where the profile has a grid (paper-cpu)
 run_dir = None         # checkpoints and results; None: runs/<profile>
 figures_dir = "figures"
@@ -75,7 +76,7 @@ P
 
 # %%
 rows = run_scenario(P["scenario"], P["seeds"], P["profile"], run_dir=P["run_dir"], data_dir=P["data_dir"],
-                    workers=P["workers"])
+                    methods=P["methods"], workers=P["workers"])
 print(f"{len(rows)} result rows, seeds {sorted({r['seed'] for r in rows})}, device {rows[0]['device']}")
 
 # %% [markdown]
@@ -86,7 +87,7 @@ print(f"{len(rows)} result rows, seeds {sorted({r['seed'] for r in rows})}, devi
 
 # %%
 picked, tuned_rows = run_tuned(P["scenario"], P["seeds"], P["profile"], P["run_dir"], data_dir=P["data_dir"],
-                               workers=P["workers"]) \
+                               methods=P["methods"], workers=P["workers"]) \
     if P["tuned"] else ({}, [])
 print(describe_tuning(picked) or "no tuning grid for this profile: official settings only")
 rows += tuned_rows

@@ -56,6 +56,7 @@ seed = None            # one seed only
 profile = "auto"
 data_dir = None
 workers = None         # models trained at once in separate processes (each gets threads/workers on a CPU); None: the profile's
+methods = None         # registered method names to run; None: every default method (run-all --scope paper: the paper's seven)
 run_dir = None
 figures_dir = "figures"
 results_dir = "results"
@@ -74,7 +75,7 @@ P
 
 # %%
 rows = run_scenario(P["scenario"], P["seeds"], P["profile"], run_dir=P["run_dir"], data_dir=P["data_dir"],
-                    workers=P["workers"])
+                    methods=P["methods"], workers=P["workers"])
 
 # %% [markdown]
 # **Privacy table**: attacks, their gaps to Retrain, the Avg. Gap (SalUn's four gaps; `avg_gap_5` adds the loss attack) and output distances (mean ± std over seeds). In RC the loss attack's non-members are the test images of classes 0 and 1 (`mia_nonmembers` in each row).

@@ -47,6 +47,31 @@ def test_compiled_similarity_scrub_matches_eager(rb_quick, original_rb):
     assert not any(m._forward_hooks for m in comp.model.modules())
 
 
+def test_channels_last_config_gives_the_same_run_to_float_noise(rb_quick, original_rb):
+    """``channels_last=True`` (paper-cpu's methods on a CPU) changes only the weights' memory
+    format: the same SCRUB run as contiguous weights, step for step, to float noise; its config
+    hash differs (last bits), and a config without it keeps the hash it had before the field."""
+    from unlearnlib.config import hashable_config
+    from unlearnlib.methods import method_config
+    split = _small(rb_quick)
+    kw = dict(epochs=2, max_steps=1, lr=5e-3, seed=0, batch_size=32, forget_batch_size=32)
+    plain = unlearn("scrub_attention", original_rb, split, **kw)
+    cl = unlearn("scrub_attention", original_rb, split, channels_last=True, **kw)
+    assert cl.config["channels_last"] is True and plain.config["channels_last"] is False
+    assert cl.model.conv1.weight.is_contiguous(memory_format=torch.channels_last)
+    assert not plain.model.conv1.weight.is_contiguous(memory_format=torch.channels_last)
+    assert [sorted(r) for r in plain.history] == [sorted(r) for r in cl.history]
+    for a, b in zip(plain.history, cl.history):  # epoch 1: a max- and a min-step; epoch 2: a min-step
+        for key in ("max_loss", "min_loss"):
+            if key in a:
+                assert a[key] == pytest.approx(b[key], rel=1e-4, abs=1e-5), key
+    moved = max((p - q).abs().max().item() for p, q in zip(plain.model.parameters(), original_rb.parameters()))
+    diff = max((p - q).abs().max().item() for p, q in zip(plain.model.parameters(), cl.model.parameters()))
+    assert moved > 1e-3 and diff < 1e-2 * moved, (moved, diff)  # as the compiled run's test above
+    assert "channels_last" not in hashable_config(method_config("scrub", None, "rb"))
+    assert hashable_config(method_config("scrub", None, "rb", channels_last=True))["channels_last"] is True
+
+
 def test_eager_forward_taps_and_has_nothing_to_warm_up(rb_quick):
     from unlearnlib.models import build_model
     torch.manual_seed(0)
@@ -102,7 +127,11 @@ def test_concurrent_seeds_equal_a_sequential_run(tmp_path, data_dir):
     again = run_scenario("rb", [0, 1], "quick", methods=["finetune"], run_dir=tmp_path / "par", workers=2, **small)
     assert worker_reports == [] and again == par  # every model stored: no pool is started
     assert _pool_methods("cuda") and not _pool_methods("cpu")  # on a GPU the methods go to the workers too
-    assert not _pool_methods("cpu", "paper-cpu") and _pool_methods("cpu", "quick")  # quick compiles nothing
+    assert _pool_methods("cpu", "paper-cpu") and _pool_methods("cpu", "quick")  # both run their methods eager
+    from unlearnlib.methods import method_config
+    from unlearnlib.profiles import PROFILES
+    for m in PROFILES["paper-cpu"].methods:  # nothing pooled on a CPU compiles (every worker would compile)
+        assert method_config(m, "paper-cpu", "rb").compile == "off", m
     assert len(seq) == len(par) == 2 * 3  # original, retrain, finetune per seed
     skip = {"seconds", "cost_ratio", "compile_seconds", "history", "git_commit", "timing", "cost_note"}
     ft = lambda rows: [r for r in rows if r["method"] == "finetune"]
@@ -144,6 +173,15 @@ def test_notebook_workers_default_is_the_profiles():
     assert check_parameters({"workers": 2, "profile": "quick"}, set(), {"workers", "profile"})["workers"] == 2
 
 
+def test_notebook_methods_parameter_defaults_to_every_default_method():
+    from unlearnlib.methods import method_names
+    from unlearnlib.notebook import check_parameters
+    assert check_parameters({"methods": None}, set(), {"methods"})["methods"] == method_names(default_only=True)
+    assert check_parameters({"methods": ["scrub"]}, set(), {"methods"})["methods"] == ["scrub"]
+    with pytest.raises(ValueError, match="methods must be a non-empty list of"):
+        check_parameters({"methods": ["scrubb"]}, set(), {"methods"})
+
+
 def test_run_all_passes_each_notebook_the_profiles_execution_settings(tmp_path, monkeypatch):
     """run-all's papermill parameters, recorded instead of executed: the profile's workers (or
     ``--workers``) to the notebooks that train, the quick profile's one sweep seed to notebook 07,
@@ -165,3 +203,12 @@ def test_run_all_passes_each_notebook_the_profiles_execution_settings(tmp_path, 
     calls.clear()
     assert run_all("paper-cpu", str(tmp_path / "p"), None, None, None) == 0
     assert "07_sweep" not in calls and calls["03_rc_scrub"]["workers"] == 3
+    assert all("methods" not in p for p in calls.values())  # scope "all": every default method
+    calls.clear()
+    # --scope paper: the paper's seven methods in 02, 03 and 06 (the five after SCRUB left out), no 08
+    assert run_all("paper-cpu", str(tmp_path / "p"), None, None, None, scope="paper") == 0
+    seven = ["retrain", "finetune", "neggrad", "neggrad_plus", "scrub", "scrub_attention", "scrub_similarity"]
+    assert all(calls[n]["methods"] == seven for n in ("02_rb_cifar10", "03_rc_scrub", "06_privacy"))
+    assert "08_class_forgetting" not in calls and "methods" not in calls["04_loss_curves"]
+    with pytest.raises(ValueError, match="scope 'tables' is not one of all, paper"):
+        run_all("paper-cpu", str(tmp_path / "p"), None, None, None, scope="tables")

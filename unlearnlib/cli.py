@@ -14,10 +14,24 @@ def _root() -> Path:
     return Path(__file__).resolve().parent.parent
 
 
+SCOPES = ("all", "paper")
+
+
+def paper_methods() -> list[str]:
+    """The paper's methods (Retrain, Finetune, NegGrad, NegGrad+ and the three SCRUBs): every default
+    method but the ones that came after SCRUB (family ``"after_scrub"``)."""
+    from .methods import get_method, method_names
+    return [m for m in method_names(default_only=True) if get_method(m).family != "after_scrub"]
+
+
 def run_all(profile: str, run_dir: str | None, data_dir: str | None, seeds: list[int] | None,
-            kernel: str | None, workers: int | None = None) -> int:
+            kernel: str | None, workers: int | None = None, scope: str = "all") -> int:
     """Execute the notebook series in order with papermill under one run folder. ``workers``: models
-    trained at once in separate processes (None: the profile's :attr:`~unlearnlib.profiles.Profile.workers`)."""
+    trained at once in separate processes (None: the profile's :attr:`~unlearnlib.profiles.Profile.workers`).
+    ``scope``: ``"all"``, every default method and all three scenarios; ``"paper"``, the paper's
+    experiment only (:func:`paper_methods` in notebooks 02, 03 and 06; no class forgetting, 08)."""
+    if scope not in SCOPES:
+        raise ValueError(f"scope {scope!r} is not one of {', '.join(SCOPES)}")
     try:
         import papermill as pm
     except ImportError:
@@ -35,7 +49,7 @@ def run_all(profile: str, run_dir: str | None, data_dir: str | None, seeds: list
         d.mkdir(parents=True, exist_ok=True)
     src = _root() / "notebooks"
     t0 = time.perf_counter()
-    bar = tqdm(NOTEBOOKS, desc=f"run-all ({profile})", unit="notebook")
+    bar = tqdm(NOTEBOOKS, desc=f"run-all ({profile}, scope {scope})", unit="notebook")
     for name in bar:
         bar.set_postfix_str(name)
         params = {"profile": profile, "run_dir": str(run), "figures_dir": str(figs),
@@ -47,6 +61,11 @@ def run_all(profile: str, run_dir: str | None, data_dir: str | None, seeds: list
         if name in ("02_rb_cifar10", "03_rc_scrub", "04_loss_curves", "06_privacy",
                                         "08_class_forgetting"):
             params["workers"] = workers
+        if scope == "paper" and name in ("02_rb_cifar10", "03_rc_scrub", "06_privacy"):
+            params["methods"] = paper_methods()
+        if scope == "paper" and name == "08_class_forgetting":
+            print("08_class_forgetting skipped: --scope paper (class forgetting is not in the paper)")
+            continue
         if name == "07_sweep" and seeds is None and get_profile(profile).sweep_seeds is not None:
             params["seeds"] = list(get_profile(profile).sweep_seeds)
         if name == "07_sweep" and get_profile(profile).tune:
@@ -61,7 +80,7 @@ def run_all(profile: str, run_dir: str | None, data_dir: str | None, seeds: list
                             parameters=params, cwd=str(src), progress_bar=False,
                             kernel_name=kernel, stdout_file=sys.stdout, stderr_file=sys.stderr)
     secs = time.perf_counter() - t0
-    print(f"\nrun-all ({profile}) finished in {secs / 60:.1f} min")
+    print(f"\nrun-all ({profile}, scope {scope}) finished in {secs / 60:.1f} min")
     print(f"  executed notebooks: {out_nb}")
     print(f"  figures:            {figs}")
     print(f"  tables:             {tables}")
@@ -125,7 +144,10 @@ def main(argv=None) -> int:
     a.add_argument("--kernel", default=None, help="Jupyter kernel name (default: the notebook's)")
     a.add_argument("--workers", type=int, default=None,
                    help="models trained at once in separate processes, each with threads/workers CPU threads "
-                        "(default: the profile's; quick 1, paper-cpu 3; see unlearnlib.study)")
+                        "(default: the profile's; quick and paper-cpu 3; see unlearnlib.study)")
+    a.add_argument("--scope", default="all", choices=SCOPES,
+                   help="all: every default method, all three scenarios; paper: the paper's seven methods "
+                        "in RB and RC (notebooks 02-07; 08, class forgetting, skipped)")
     t = sub.add_parser("train", help="train (or load) the original model and print its accuracies")
     t.add_argument("--scenario", default="rb", choices=scenarios)
     t.add_argument("--seed", type=int, default=0)
@@ -160,7 +182,8 @@ def _dispatch(ap, args) -> int:
     if args.cmd == "run-all":
         if args.workers is not None and args.workers < 1:
             ap.error(f"--workers must be >= 1, got {args.workers}")
-        return run_all(args.profile, args.run_dir, args.data_dir, args.seeds, args.kernel, args.workers)
+        return run_all(args.profile, args.run_dir, args.data_dir, args.seeds, args.kernel, args.workers,
+                       args.scope)
     if args.cmd == "train":
         return train_cmd(args.scenario, args.seed, args.profile, args.run_dir, args.data_dir)
     if args.cmd == "sweep":

@@ -49,12 +49,14 @@ class TrainConfig:
 
 
 def hashable_config(cfg) -> dict:
-    """``asdict(cfg)`` for config hashes. ``compile="off"`` is left out, so eager runs keep the
-    hashes they had before the field existed; a compiled run hashes differently (its numbers
-    differ in the last bits)."""
+    """``asdict(cfg)`` for config hashes. ``compile="off"`` and ``channels_last=False`` are left
+    out, so runs without them keep the hashes they had before the fields existed; a compiled or
+    channels_last run hashes differently (its numbers differ in the last bits)."""
     d = dataclasses.asdict(cfg)
     if d.get("compile") == "off":
         d.pop("compile")
+    if d.get("channels_last") is False:
+        d.pop("channels_last")
     return d
 
 

@@ -64,6 +64,8 @@ def check_parameters(namespace: dict, before: set, declared) -> dict:
             p["workers"] = PROFILES[p["profile"]].workers if "profile" in p else 1
         p["workers"] = validate_workers(p["workers"])
     from .methods import method_names
+    if "methods" in p and p["methods"] is None:  # every default method (see method_names)
+        p["methods"] = method_names(default_only=True)
     for key, ok, allowed in (("scenarios", lambda s: s in SCENARIOS, " or ".join(SCENARIOS)),
                              ("methods", lambda m: m in method_names(), ", ".join(method_names())),
                              ("lrs", lambda x: isinstance(x, (int, float)) and not isinstance(x, bool)

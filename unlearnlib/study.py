@@ -417,11 +417,11 @@ def _pool_methods(device, profile: str | None = None) -> bool:
     """Whether the methods' jobs go to worker processes too: on a GPU, yes (measured on an NVIDIA
     H200, RB, 3 seeds, 3 workers: 12 methods in 184 s against 7 methods in 205 s with one process per
     seed); on a CPU, where the profile says so (:attr:`~unlearnlib.profiles.Profile.pool_methods_on_cpu`:
-    ``quick``, which compiles nothing). Measured on this project's 2 CPU cores (paper-cpu RB, 3
-    one-thread processes): training the originals and Retrain, 590 images/s per process, 1.8x one
-    two-thread process; but the 18 compiled unlearning runs took 15.4 min against 7.8 min in one
-    process, each 3.6-4.7x its sequential time: every process compiles its own kernels
-    (torch.compile, per thread count), and the compilers' gcc runs took the cores."""
+    ``quick`` and ``paper-cpu``, whose methods run eager). Not for compiled methods on a CPU: measured
+    on this project's 2 CPU cores (paper-cpu RB, 3 one-thread processes, cold inductor cache), 18
+    compiled unlearning runs took 15.4 min against 7.8 min in one process, each 3.6-4.7x its
+    sequential time: every process compiles its own kernels (per thread count), and the compilers'
+    gcc runs took the cores."""
     if torch.device(device).type == "cuda":
         return True
     return profile is not None and get_profile(profile).pool_methods_on_cpu

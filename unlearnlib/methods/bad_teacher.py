@@ -40,6 +40,7 @@ class BadTeacherConfig:
     retain_fraction: float = 0.3  # share of D_r drawn (with the seed) into the unlearning data (official 0.3)
     fast: bool = True             # CUDA only: autocast
     compile: str = "off"          # torch.compile mode of the student's forward (config.COMPILE_MODES)
+    channels_last: bool = False  # channels_last weights on any device (a CUDA fast run always is); see config.hashable_config
 
     RANGES: ClassVar[dict] = {"T": "(0, 100]", "retain_fraction": "[0, 1]"}
 

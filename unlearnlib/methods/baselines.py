@@ -34,6 +34,7 @@ class FinetuneConfig:
     weight_decay: float = 0.0
     fast: bool = True             # CUDA only: bf16 autocast, fused SGD
     compile: str = "off"          # torch.compile mode of the forward (config.COMPILE_MODES)
+    channels_last: bool = False  # channels_last weights on any device (a CUDA fast run always is); see config.hashable_config
 
 
 @dataclass
@@ -47,6 +48,7 @@ class NegGradConfig:
     weight_decay: float = 5e-4
     fast: bool = True
     compile: str = "off"
+    channels_last: bool = False  # channels_last weights on any device (a CUDA fast run always is); see config.hashable_config
 
 
 @dataclass
@@ -64,6 +66,7 @@ class NegGradPlusConfig:
     weight_decay: float = 0.0
     fast: bool = True
     compile: str = "off"
+    channels_last: bool = False  # channels_last weights on any device (a CUDA fast run always is); see config.hashable_config
 
     RANGES: ClassVar[dict] = {"alpha": "[0, 1]"}
 

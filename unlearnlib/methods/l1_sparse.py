@@ -33,6 +33,7 @@ class L1SparseConfig:
     gamma: float = 5e-4           # l1 weight at epoch 0, decayed linearly to 0 (official --alpha; ours)
     fast: bool = True             # CUDA only: autocast, fused SGD
     compile: str = "off"          # torch.compile mode of the forward (config.COMPILE_MODES)
+    channels_last: bool = False  # channels_last weights on any device (a CUDA fast run always is); see config.hashable_config
 
     RANGES: ClassVar[dict] = {"gamma": "[0, 1]"}
 

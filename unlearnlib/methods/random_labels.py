@@ -38,6 +38,7 @@ class RandomLabelsConfig:
     weight_decay: float = 5e-4
     fast: bool = True             # CUDA only: autocast, fused SGD
     compile: str = "off"          # torch.compile mode of the forward (config.COMPILE_MODES)
+    channels_last: bool = False  # channels_last weights on any device (a CUDA fast run always is); see config.hashable_config
 
 
 def num_classes_of(model, data: LabelledImages) -> int:

@@ -50,6 +50,7 @@ class ScrubConfig:
     cache_teacher: bool = True    # precompute the frozen teacher's outputs once (exact: no augmentation)
     fast: bool = True             # CUDA only: bf16 autocast, fused SGD
     compile: str = "off"          # torch.compile mode of the student's forward (config.COMPILE_MODES)
+    channels_last: bool = False  # channels_last weights on any device (a CUDA fast run always is); see config.hashable_config
 
     feature: ClassVar[str | None] = None  # the feature term's kind (a key of FEATURES); None: logits only
     RANGES: ClassVar[dict] = {"max_steps": "[0, 10000]", "alpha": "[0, 1000]", "gamma": "[0, 1000]",
