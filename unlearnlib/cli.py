@@ -147,7 +147,7 @@ def main(argv=None) -> int:
                         "(default: the profile's; quick and paper-cpu 3; see unlearnlib.study)")
     a.add_argument("--scope", default="all", choices=SCOPES,
                    help="all: every default method, all three scenarios; paper: the paper's seven methods "
-                        "in RB and RC (notebooks 02-07; 08, class forgetting, skipped)")
+                        "in RB and RC (notebooks 02, 03 and 06 get the method list; 08, class forgetting, skipped)")
     t = sub.add_parser("train", help="train (or load) the original model and print its accuracies")
     t.add_argument("--scenario", default="rb", choices=scenarios)
     t.add_argument("--seed", type=int, default=0)
