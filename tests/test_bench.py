@@ -10,14 +10,16 @@ from unlearnlib.bench import main
 @pytest.mark.slow
 def test_bench_smoke_prints_and_appends(tmp_path, capsys):
     out = tmp_path / "bench.jsonl"
+    earlier = json.dumps({"an": "earlier record"}) + "\n"
+    out.write_text(earlier)
     assert main(["--smoke", "--no-study", "--out", str(out)]) == 0
     text = capsys.readouterr().out
     assert "images/s" in text and "x Retrain" in text
-    row = json.loads(out.read_text().splitlines()[0])
+    lines = out.read_text().splitlines()
+    assert len(lines) == 2 and lines[0] + "\n" == earlier  # appended, not overwritten
+    row = json.loads(lines[1])
     assert set(row["images_per_s"]) == {"128", "512"} and "scrub" in row["ratio_to_retrain"]
     assert row["compile"] == "off" and row["compile_seconds"]["scrub"] == 0.0 and row["threads"] >= 1
-    assert main(["--smoke", "--no-study", "--out", str(out)]) == 0
-    assert len(out.read_text().splitlines()) == 2  # appended, not overwritten
 
 
 def test_check_on_a_cpu_says_it_needs_a_gpu_before_any_compute(tmp_path, capsys, monkeypatch):
@@ -27,6 +29,7 @@ def test_check_on_a_cpu_says_it_needs_a_gpu_before_any_compute(tmp_path, capsys,
     assert bench.main(["--profile", "paper", "--check", "--out", str(tmp_path / "b.jsonl")]) == 2
     out = capsys.readouterr().out
     assert "needs a CUDA GPU" in out and "'cpu'" in out and "--profile quick --check" in out
+    assert "--profile paper-dry --check" in out
     assert not (tmp_path / "b.jsonl").exists()
 
 
@@ -44,6 +47,15 @@ def test_check_verdicts_against_the_targets():
     assert [c["passed"] for c in t4] == [False, False, None, False]  # no images/s target on a T4
     cpu = check_lines({"device": "cpu (x86_64, 2 threads)", "study": {"seconds": 9.0}, "ratio_to_retrain": {"scrub": 0.2}})
     assert [c["passed"] for c in cpu] == [None, True]
+
+
+def test_a_paper_dry_record_is_held_to_no_target():
+    from unlearnlib.bench import check_lines
+    fig = {"device": "NVIDIA H200", "profile": "paper-dry", "study": {"seconds": 400.0},
+           "ratio_to_retrain": {"scrub": 0.2}, "images_per_s": {"512": 100.0}, "peak_memory_gb": 1.0}
+    lines = check_lines(fig)
+    assert len(lines) == 4 and all(c["passed"] is None and "dry run" in c["target"] for c in lines)
+    assert [c["passed"] for c in check_lines({**fig, "profile": "paper"})] == [False, True, False, True]
 
 
 def test_an_unfinished_study_is_a_lower_bound_failing_only_past_the_limit():

@@ -119,6 +119,24 @@ def test_paper_split_sizes_disjoint_and_stable(scenario, data_dir):
     assert make_split(scenario, 1, data_dir).fingerprint != s.fingerprint
 
 
+def test_paper_dry_split_is_the_paper_split_in_miniature(data_dir):
+    """The dry run's splits: the paper's image sizes and scenario rules on a few images per class;
+    RC validates on the first 2 official val images of each class (the paper: all 50)."""
+    rb = make_split("rb", 0, data_dir, profile="paper-dry")
+    assert (len(rb.retain), len(rb.forget), len(rb.test), len(rb.validation), rb.image_size) == (180, 20, 50, 50, 32)
+    assert torch.bincount(rb.forget.labels, minlength=10).tolist() == [2] * 10
+    rc = make_split("rc", 0, data_dir, profile="paper-dry")
+    assert (len(rc.retain), len(rc.forget), len(rc.test), rc.image_size) == (194, 6, 40, 64)
+    assert torch.equal(rc.forget.labels, 1 - rc.forget_true_labels)
+    official = rc.official_test()
+    first2 = torch.cat([torch.nonzero(official.labels == c).flatten()[:2] for c in range(20)])
+    assert rc.indices["validation"].tolist() == first2.tolist()
+    assert torch.equal(rc.validation.labels, official.labels[first2])
+    assert torch.equal(rc.validation.images, official.images[first2])
+    assert "the first 2 of each class" in rc.description
+    assert rc.fingerprint != make_split("rc", 0, data_dir, profile="paper").fingerprint
+
+
 def test_two_seeds_give_different_forget_sets(data_dir):
     a, b = make_split("rb", 0, data_dir, profile="quick"), make_split("rb", 1, data_dir, profile="quick")
     assert set(a.indices["forget"]) != set(b.indices["forget"])

@@ -183,6 +183,23 @@ def test_one_seed_runs_never_overwrite_the_full_tables():
     assert s1["tag"] == "quick_seed1"
 
 
+def test_unlearnlib_seeds_sets_the_default_seeds_only(monkeypatch):
+    """UNLEARNLIB_SEEDS (what the suite gives the notebooks nbmake runs) replaces the profile's seeds
+    where a notebook's ``seeds`` is None; an explicit seed wins; a bad value is named."""
+    names = {"seeds", "seed", "profile"}
+    monkeypatch.delenv("UNLEARNLIB_SEEDS", raising=False)
+    assert check_parameters({"seeds": None, "seed": None, "profile": "quick"}, set(), names)["seeds"] == [0, 1, 2]
+    monkeypatch.setenv("UNLEARNLIB_SEEDS", "0,1")
+    p = check_parameters({"seeds": None, "seed": None, "profile": "quick"}, set(), names)
+    assert p["seeds"] == [0, 1] and p["tag"] == "quick_seeds0-1"
+    assert check_parameters({"seeds": [2], "seed": None, "profile": "quick"}, set(), names)["seeds"] == [2]
+    assert check_parameters({"seeds": None, "seed": 2, "profile": "quick"}, set(), names)["seeds"] == [2]
+    for bad in ("0,x", "-1"):
+        monkeypatch.setenv("UNLEARNLIB_SEEDS", bad)
+        with pytest.raises(ValueError, match="UNLEARNLIB_SEEDS must be|seed must be a non-negative integer"):
+            check_parameters({"seeds": None, "seed": None, "profile": "quick"}, set(), names)
+
+
 @pytest.mark.slow
 def test_a_new_original_model_invalidates_its_unlearned_models(tmp_path, tiny_profile, monkeypatch):
     from unlearnlib.study import run_scenario

@@ -245,6 +245,22 @@ def test_registry_records_are_complete_and_defaults_valid():
         assert name in METHODS
 
 
+def test_paper_dry_is_paper_with_one_epoch_per_model():
+    """The dry run differs from ``paper`` in its split sizes (splits.SPLIT_SIZES) and in one epoch
+    for every model that trains, nothing else: same width, recipe and official method settings."""
+    import dataclasses
+    from unlearnlib.profiles import DRY_RUN_METHODS
+    from unlearnlib.splits import SPLIT_SIZES
+    dry, paper = PROFILES["paper-dry"], PROFILES["paper"]
+    assert dry.width == paper.width == 1.0 and dry.train == dataclasses.replace(paper.train, epochs=1)
+    assert sorted(DRY_RUN_METHODS) == sorted(m for m in METHODS if m != "retrain" and hasattr(default_config(m), "epochs"))
+    for sc in ("rb", "rc"):
+        assert SPLIT_SIZES["paper-dry"][sc]["size"] == SPLIT_SIZES["paper"][sc]["size"]
+        for m in METHODS:
+            full, one = method_config(m, "paper", sc), method_config(m, "paper-dry", sc)
+            assert one == (dataclasses.replace(full, epochs=1) if hasattr(full, "epochs") else full), (sc, m)
+
+
 def test_registry_rejects_duplicates_and_unknown_names():
     from unlearnlib.methods import get_method, register
     with pytest.raises(ValueError, match="method 'scrub' is already registered"):

@@ -1,4 +1,4 @@
-"""Speed benchmark: ``python -m unlearnlib.bench [--profile quick|paper] [--compile MODE] [--workers N] [--smoke] [--check]``.
+"""Speed benchmark: ``python -m unlearnlib.bench [--profile quick|paper|paper-dry] [--compile MODE] [--workers N] [--smoke] [--check]``.
 
 Prints, for the profile and device:
 
@@ -13,7 +13,10 @@ Prints, for the profile and device:
 * on a GPU, the peak GPU memory; with ``--check``, one PASS/FAIL line per target of
   :func:`check_lines` (whole study, SCRUB/Retrain time, images/s at batch 512 beside an eager
   fp32 baseline measured in the same process, peak memory), also stored in the record.
-  ``--profile paper --check`` needs a CUDA GPU and says so on a CPU, before any compute.
+  ``--profile paper --check`` needs a CUDA GPU and says so on a CPU, before any compute;
+  ``--profile paper-dry`` is its dry run on any device (the same study and methods at full width
+  and the paper's image sizes, a few images per class, one epoch per model, 3 throughput steps on a
+  CPU), whose verdicts are all n/a.
 
 The figures are appended as one JSON line to ``benchmarks/results.jsonl`` (or ``--out``), also when a
 SIGTERM or Ctrl-C stops the study (``study.finished`` false; its time is then a lower bound).
@@ -38,11 +41,11 @@ from .runtime import sync
 
 
 def throughput(width: float, batch: int, steps: int, device, size: int = 32,
-               compile: str = "off", amp: str = "auto", fast: bool = True) -> tuple[float, float]:
+               compile: str = "off", amp: str = "auto", fast: bool = True, warmup: int = 3) -> tuple[float, float]:
     """Training images/s (forward, backward, SGD step) of ResNet-18 on random 32x32 batches, the
     training loop's own forward (:class:`~unlearnlib.train.Forward`, ``compile`` mode) and
     optimizer; returns ``(images_per_s, compile_seconds)``. ``amp="fp32", fast=False,
-    compile="off"`` is the plain eager fp32 baseline of the same step."""
+    compile="off"`` is the plain eager fp32 baseline of the same step; ``warmup`` untimed steps come first."""
     from .data import LabelledImages, to_float
     from .models import build_model
     from .forward import Forward
@@ -64,7 +67,7 @@ def throughput(width: float, batch: int, steps: int, device, size: int = 32,
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-        for _ in range(3):
+        for _ in range(warmup):
             step()
         sync(dev)
         t0 = time.perf_counter()
@@ -92,11 +95,15 @@ def gpu_class(name: str) -> str:
 def check_lines(fig: dict) -> list[dict]:
     """The ``--check`` verdicts of a benchmark record ``fig``: one dict per target with ``name``,
     ``value``, ``target`` (text), ``passed`` (True, False, or None where the target does not apply
-    to this device) and ``device``."""
+    to this device) and ``device``. A ``paper-dry`` record (a dry run: one epoch on a few images) is
+    held to no target: every verdict is None."""
     dev, cls = fig["device"], gpu_class(fig["device"])
+    dry = fig.get("profile") == "paper-dry"
     out = []
 
     def line(name, value, target, passed):
+        if dry:
+            target, passed = f"{target} (not applied: paper-dry is a dry run)", None
         out.append({"name": name, "value": value, "target": target, "passed": passed, "device": dev})
 
     if "study" in fig:
@@ -166,7 +173,9 @@ def _fields(method: str, over: dict) -> dict:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m unlearnlib.bench", description=__doc__.split("\n")[0])
-    ap.add_argument("--profile", default="quick", choices=["quick", "paper"])
+    ap.add_argument("--profile", default="quick", choices=["quick", "paper", "paper-dry"],
+                    help="paper-dry: a dry run of paper (full width, the paper's image sizes, a few images per "
+                         "class, one epoch per model) that runs on a CPU; its figures are not the targets'")
     ap.add_argument("--device", default=None, help="cuda or cpu (default: cuda if available)")
     ap.add_argument("--seeds", type=int, nargs="+", default=None, help="study seeds (default: profile's)")
     ap.add_argument("--scenarios", nargs="+", default=["rb", "rc"], choices=["rb", "rc"])
@@ -199,7 +208,9 @@ def main(argv=None) -> int:
     if args.check and args.profile == "paper" and dev.type != "cuda":
         print("bench --profile paper --check measures the GPU targets (study time, images/s, peak GPU memory) "
               f"and needs a CUDA GPU; this machine's device is {dev.type!r}. On a CPU, run "
-              "`python -m unlearnlib bench --profile quick --check` (the same checks on the quick profile).")
+              "`python -m unlearnlib bench --profile paper-dry --check` (the paper study's code path at full "
+              "width, a few images per class, one epoch per model) or `--profile quick --check` (the same checks "
+              "on the quick profile).")
         return 2
     if dev.type == "cuda":
         torch.backends.cudnn.benchmark = True
@@ -210,16 +221,20 @@ def main(argv=None) -> int:
     print(f"unlearnlib bench: profile {args.profile} on {name}; torch {torch.__version__}; "
           f"compile {args.compile}; {torch.get_num_threads()} CPU threads of {os.cpu_count()} cores")
 
-    steps = 3 if args.smoke else (20 if dev.type == "cpu" else 50)
+    # paper-dry runs the paper study's code path, not its figures: on a CPU, one timed step after one
+    # untimed (a full-width step of batch 512 takes ~10 s on 2 cores)
+    dry_cpu = args.profile == "paper-dry" and dev.type == "cpu"
+    steps = 1 if dry_cpu else 3 if args.smoke else (20 if dev.type == "cpu" else 50)
+    warm = 1 if dry_cpu else 3
     fig["images_per_s"], fig["compile_seconds"] = {}, {}
     for b in (128, 512):
-        ips, csecs = throughput(prof.width, b, steps, dev, compile=args.compile)
+        ips, csecs = throughput(prof.width, b, steps, dev, compile=args.compile, warmup=warm)
         fig["images_per_s"][str(b)] = round(ips, 1)
         fig["compile_seconds"][f"throughput_{b}"] = round(csecs, 2)
         extra = f" (compiled in {csecs:.1f} s)" if args.compile != "off" else ""
         print(f"  training throughput, width {prof.width}, batch {b}: {ips:,.0f} images/s{extra}")
     if args.check:  # the plain eager fp32 baseline of the same step, in this process
-        ips, _ = throughput(prof.width, 512, steps, dev, compile="off", amp="fp32", fast=False)
+        ips, _ = throughput(prof.width, 512, steps, dev, compile="off", amp="fp32", fast=False, warmup=warm)
         fig["baseline_images_per_s"] = {"512": round(ips, 1)}
         print(f"  eager fp32 baseline, batch 512: {ips:,.0f} images/s")
     if dev.type == "cuda":

@@ -15,7 +15,7 @@ import torch
 from .profiles import PROFILES
 from .splits import SCENARIOS, validate_seed
 
-__all__ = ["check_parameters", "project_root", "in_colab"]
+__all__ = ["check_parameters", "default_seeds", "project_root", "in_colab"]
 
 
 def in_colab() -> bool:
@@ -37,6 +37,21 @@ def project_root() -> Path:
         if (p / "pyproject.toml").is_file() and (p / "unlearnlib").is_dir():
             return p
     return here
+
+
+def default_seeds(profile: str) -> list[int]:
+    """The seeds a notebook runs when its ``seeds`` parameter is None: ``UNLEARNLIB_SEEDS`` (comma
+    separated, e.g. ``0,1``) where it is set, else the profile's. The test suite sets it to 0,1 for
+    the notebooks nbmake executes, so that the series fits CI's time; unset (as it is outside the
+    tests), a run by hand or by ``run-all`` (which passes no seeds) gets the profile's three."""
+    env = os.environ.get("UNLEARNLIB_SEEDS", "").strip()
+    if not env:
+        return list(PROFILES[profile].seeds)
+    try:
+        seeds = [int(x) for x in env.split(",")]
+    except ValueError:
+        raise ValueError(f"UNLEARNLIB_SEEDS must be comma-separated non-negative integers, got {env!r}") from None
+    return [validate_seed(x) for x in seeds]
 
 
 def check_parameters(namespace: dict, before: set, declared) -> dict:
@@ -96,7 +111,7 @@ def check_parameters(namespace: dict, before: set, declared) -> dict:
         if p.get("seed") is not None:
             seeds = [p["seed"]]
         elif seeds is None:
-            seeds = list(PROFILES[p["profile"]].seeds)
+            seeds = default_seeds(p["profile"])
         if isinstance(seeds, (str, bytes)) or not hasattr(seeds, "__iter__") or not list(seeds):
             raise ValueError(f"seeds must be a non-empty list of non-negative integers, got {seeds!r}")
         p["seeds"] = [validate_seed(s) for s in seeds]

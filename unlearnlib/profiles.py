@@ -7,7 +7,12 @@ its training set, the official unlearning settings, and a small grid (``tune``) 
 "tuned on validation" rows and a beta sweep (``betas``). ``quick`` is a smoke test for 2 CPU cores:
 a width-1/8 ResNet-18, 60 + 20 images per class (RB) or 40 + 10 (RC, 32x32), trained without
 augmentation (20 epochs for RB, 25 for RC) so that the original model memorises its training set
-(retain accuracy 97% or more). Split sizes live in :data:`unlearnlib.splits.SPLIT_SIZES`.
+(retain accuracy 97% or more). ``paper-dry`` is a dry run of ``paper`` (as PyTorch Lightning's
+``fast_dev_run``): the same network at full width, the same image sizes (RC at 64x64) and every
+method at its official settings, but a handful of images per class and one epoch for every model,
+so that the paper's whole code path (``bench --profile paper-dry``, ``run-all --profile paper-dry``)
+runs in minutes on a CPU before a GPU is rented; its numbers mean nothing. Split sizes live in
+:data:`unlearnlib.splits.SPLIT_SIZES`.
 
 :func:`resolve` is the one place where a method's settings are layered: the config's defaults,
 then the method's official per-scenario settings, then the profile (for Retrain, the profile's
@@ -52,6 +57,11 @@ class Profile:
         return dataclasses.replace(self.train, **self.train_by_scenario.get(scenario, {}))
 
 
+# the methods whose config has ``epochs`` (every one that trains; SSD does not): "paper-dry" runs one
+# epoch of each (a test checks this list against the registry, which this module may not import)
+DRY_RUN_METHODS = ("finetune", "neggrad", "neggrad_plus", "scrub", "scrub_attention", "scrub_similarity",
+                   "random_labels", "salun", "l1_sparse", "bad_teacher")
+
 PROFILES = {
     # No augmentation, so that the originals memorise their training set as the paper's do.
     # Measured on an NVIDIA H200 (bf16, full width, 2026-11-28, benchmarks/device/originals.py): with
@@ -61,6 +71,11 @@ PROFILES = {
     # seed 0 retain 99.98%, all 200 swapped labels, test 59.2% (22-34 s per model).
     "paper": Profile("paper", 1.0, TrainConfig(epochs=30, batch_size=128, lr=0.1, warmup_epochs=2,
                                                augment=False)),
+    # a dry run of "paper": its network (width 1), image sizes and official method settings, on a few
+    # images per class (splits.SPLIT_SIZES) and one epoch for every model that trains; nothing tuned
+    "paper-dry": Profile("paper-dry", 1.0, TrainConfig(epochs=1, batch_size=128, lr=0.1, warmup_epochs=2,
+                                                       augment=False),
+                         methods={m: {"epochs": 1} for m in DRY_RUN_METHODS}),
     # the paper's split sizes (RB 4,500/500/1,000; RC 8,800/200/1,000 at 32x32) on a width-1/8
     # ResNet-18 that 2 CPU cores can train; the original recipe memorises its training set like the
     # paper's originals (no augmentation). Unlearning runs at the official settings (no profile

@@ -46,12 +46,17 @@ _TEST_PART = {"rb": "test", "rc": "val", "cf": "test"}
 # per profile and scenario: train images per class, test images per class, image size,
 # default forget fraction (RB: of each class's train images; RC: of classes 0 and 1, swapped)
 # RB's validation images per class come from the training pool (``val``); RC's are the official val set
+# (all of it with val=0, else the first ``val`` images of each class)
 SPLIT_SIZES = {
     "paper": {"rb": dict(train=500, test=100, val=100, size=32, forget_fraction=0.1),
               "rc": dict(train=450, test=50, val=0, size=64, forget_fraction=100 / 450)},
     # the paper's split sizes exactly, RC at 32x32 (the paper: 64x64) so that 2 CPU cores can train it
     "paper-cpu": {"rb": dict(train=500, test=100, val=100, size=32, forget_fraction=0.1),
                   "rc": dict(train=450, test=50, val=0, size=32, forget_fraction=100 / 450)},
+    # a dry run of "paper" (profiles.py): the paper's image sizes, a few images per class; RC's
+    # validation is the first 2 official val images of each class (val > 0 for RC: that many per class)
+    "paper-dry": {"rb": dict(train=20, test=5, val=5, size=32, forget_fraction=0.1),
+                  "rc": dict(train=10, test=2, val=2, size=64, forget_fraction=0.3)},
     "quick": {"rb": dict(train=60, test=20, val=100, size=32, forget_fraction=0.1),
               "rc": dict(train=40, test=10, val=0, size=32, forget_fraction=0.25)},
 }
@@ -172,6 +177,7 @@ def make_split(scenario: str, seed: int, data_dir=None, *, profile: str = "paper
     sizes = SPLIT_SIZES[profile][scenario]
     frac = validate_fraction(sizes["forget_fraction"] if forget_fraction is None else forget_fraction)
     n_train, n_test, n_val = sizes["train"], sizes["test"], sizes["val"]
+    n_val_pool = n_val if scenario == "rb" else 0  # RC validates on the official val images
     n_forget = int(round(frac * n_train))
     if not 0 < n_forget < n_train:
         raise ValueError(f"forget_fraction {frac} gives {n_forget} forget images per class out of "
@@ -183,14 +189,14 @@ def make_split(scenario: str, seed: int, data_dir=None, *, profile: str = "paper
     train_idx, test_idx, forget_idx, val_idx = [], [], [], []
     for c in range(len(classes)):
         members = np.flatnonzero(labels == c)
-        if len(members) < n_train + n_test + n_val:
-            raise ValueError(f"class {c} has {len(members)} images, fewer than {n_train + n_test + n_val}")
+        if len(members) < n_train + n_test + n_val_pool:
+            raise ValueError(f"class {c} has {len(members)} images, fewer than {n_train + n_test + n_val_pool}")
         perm = rng.permutation(members)
         chosen = perm[: n_train + n_test]
         train_c, test_c = np.sort(chosen[:n_train]), np.sort(chosen[n_train:])
         train_idx.append(train_c)
         test_idx.append(test_c)
-        val_idx.append(np.sort(perm[n_train + n_test: n_train + n_test + n_val]))
+        val_idx.append(np.sort(perm[n_train + n_test: n_train + n_test + n_val_pool]))
         if scenario == "rb" or c in (0, 1):
             forget_idx.append(np.sort(rng.choice(train_c, n_forget, replace=False)))
     train_idx, test_idx = np.concatenate(train_idx), np.concatenate(test_idx)
@@ -210,8 +216,13 @@ def make_split(scenario: str, seed: int, data_dir=None, *, profile: str = "paper
         validation, source = take(val_idx, labels[val_idx]), pool.source
     else:  # RC uses all 500 training images of a class: the official val images validate
         vpool, _ = load_dataset(dataset, "val", data_dir)
+        if n_val:  # the first n_val official val images of each class (paper-dry)
+            vlab = vpool.labels.numpy()
+            val_idx = np.concatenate([np.flatnonzero(vlab == c)[:n_val] for c in range(len(classes))])
+            vpool = LabelledImages(vpool.images[torch.from_numpy(val_idx)], vpool.labels[torch.from_numpy(val_idx)])
         validation = LabelledImages(_resize(vpool.images, sizes["size"]), vpool.labels)
-        source = f"{pool.source}; validation: the official val images"
+        source = f"{pool.source}; validation: the official val images" + (
+            f" (the first {n_val} of each class)" if n_val else "")
     fp = _fingerprint({"scenario": scenario, "dataset": dataset, "size": sizes["size"], "source": source,
                        "retain": retain_idx, "forget": forget_idx, "test": test_idx, "validation": val_idx,
                        "retain_labels": labels[retain_idx], "forget_labels": forget_labels,
