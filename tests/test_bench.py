@@ -22,11 +22,15 @@ def test_bench_smoke_prints_and_appends(tmp_path, capsys):
     assert row["compile"] == "off" and row["compile_seconds"]["scrub"] == 0.0 and row["threads"] >= 1
 
 
-def test_check_on_a_cpu_says_it_needs_a_gpu_before_any_compute(tmp_path, capsys, monkeypatch):
-    from unlearnlib import bench
+@pytest.mark.parametrize("route", ["module", "cli"])
+def test_check_on_a_cpu_says_it_needs_a_gpu_before_any_compute(route, tmp_path, capsys, monkeypatch):
+    """``python -m unlearnlib.bench ...`` and the issue's ``python -m unlearnlib bench --profile paper
+    --check`` (the CLI hands every argument to bench, leading options included)."""
+    from unlearnlib import bench, cli
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     monkeypatch.setattr(bench, "throughput", lambda *a, **k: pytest.fail("computed before refusing"))
-    assert bench.main(["--profile", "paper", "--check", "--out", str(tmp_path / "b.jsonl")]) == 2
+    args = ["--profile", "paper", "--check", "--out", str(tmp_path / "b.jsonl")]
+    assert (bench.main(args) if route == "module" else cli.main(["bench", *args])) == 2
     out = capsys.readouterr().out
     assert "needs a CUDA GPU" in out and "'cpu'" in out and "--profile quick --check" in out
     assert "--profile paper-dry --check" in out

@@ -130,6 +130,11 @@ def methods_cmd() -> int:
 
 
 def main(argv=None) -> int:
+    import sys
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["bench"]:  # every argument goes to bench's own parser (argparse.REMAINDER drops a
+        from .bench import main as bench_main  # leading option such as --profile: "unrecognized arguments")
+        return bench_main(argv[1:])
     from .data import DataError
     from .profiles import PROFILES
     from .splits import SCENARIOS
@@ -167,8 +172,8 @@ def main(argv=None) -> int:
     c.add_argument("--check", action="store_true", help="only report the notebooks that disagree (exit 1)")
     r = sub.add_parser("repair-results", help="keep a results file's good rows; move bad lines to FILE.bad")
     r.add_argument("file", help="the results.jsonl to repair")
-    b = sub.add_parser("bench", help="speed benchmark (see unlearnlib.bench)")
-    b.add_argument("rest", nargs=argparse.REMAINDER)
+    # listed for --help only: main() hands "bench ..." to unlearnlib.bench before parsing
+    sub.add_parser("bench", help="speed benchmark and the GPU targets' check (python -m unlearnlib bench --help)")
     args = ap.parse_args(argv)
     try:
         return _dispatch(ap, args)
@@ -203,8 +208,7 @@ def _dispatch(ap, args) -> int:
         kept, moved = repair_results(args.file)
         print(f"{args.file}: kept {kept} row(s); moved {moved} bad line(s) to {args.file}.bad")
         return 0
-    from .bench import main as bench_main
-    return bench_main(args.rest)
+    raise AssertionError(f"unhandled command {args.cmd!r}")
 
 
 if __name__ == "__main__":
