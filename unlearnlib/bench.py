@@ -15,8 +15,8 @@ Prints, for the profile and device:
   fp32 baseline measured in the same process, peak memory), also stored in the record.
   ``--profile paper --check`` needs a CUDA GPU and says so on a CPU, before any compute;
   ``--profile paper-dry`` is its dry run on any device (the same study and methods at full width
-  and the paper's image sizes, a few images per class, one epoch per model, 3 throughput steps on a
-  CPU), whose verdicts are all n/a.
+  and the paper's image sizes, a few images per class, one epoch per model; on a CPU one untimed and
+  one timed throughput step), whose verdicts are all n/a.
 
 The figures are appended as one JSON line to ``benchmarks/results.jsonl`` (or ``--out``), also when a
 SIGTERM or Ctrl-C stops the study (``study.finished`` false; its time is then a lower bound).
