@@ -249,11 +249,11 @@ def test_paper_dry_is_paper_with_one_epoch_per_model():
     """The dry run differs from ``paper`` in its split sizes (splits.SPLIT_SIZES) and in one epoch
     for every model that trains, nothing else: same width, recipe and official method settings."""
     import dataclasses
-    from unlearnlib.profiles import DRY_RUN_METHODS
+    from unlearnlib.profiles import TRAINING_METHODS
     from unlearnlib.splits import SPLIT_SIZES
     dry, paper = PROFILES["paper-dry"], PROFILES["paper"]
     assert dry.width == paper.width == 1.0 and dry.train == dataclasses.replace(paper.train, epochs=1)
-    assert sorted(DRY_RUN_METHODS) == sorted(m for m in METHODS if m != "retrain" and hasattr(default_config(m), "epochs"))
+    assert sorted(TRAINING_METHODS) == sorted(m for m in METHODS if m != "retrain" and hasattr(default_config(m), "epochs"))
     for sc in ("rb", "rc"):
         assert SPLIT_SIZES["paper-dry"][sc]["size"] == SPLIT_SIZES["paper"][sc]["size"]
         for m in METHODS:

@@ -219,7 +219,7 @@ def make_split(scenario: str, seed: int, data_dir=None, *, profile: str = "paper
         if n_val:  # the first n_val official val images of each class (paper-dry)
             vlab = vpool.labels.numpy()
             val_idx = np.concatenate([np.flatnonzero(vlab == c)[:n_val] for c in range(len(classes))])
-            vpool = LabelledImages(vpool.images[torch.from_numpy(val_idx)], vpool.labels[torch.from_numpy(val_idx)])
+            vpool = vpool.subset(val_idx)
         validation = LabelledImages(_resize(vpool.images, sizes["size"]), vpool.labels)
         source = f"{pool.source}; validation: the official val images" + (
             f" (the first {n_val} of each class)" if n_val else "")
