@@ -21,26 +21,32 @@ warnings.filterwarnings("ignore", message="Kernel is running over TCP")
 _OUT = tempfile.mkdtemp(prefix="unlearnlib-tests-")
 
 
+class _NotebookSeeds:
+    """The notebooks nbmake executes run seeds 0 and 1 (notebook.default_seeds), not the profile's
+    three: the same code on two thirds of the models, to keep CI near 20 minutes. Registered as a
+    plugin because this conftest's own runtest hooks reach only the items under tests/, and the
+    notebooks are collected from notebooks/."""
+
+    @staticmethod
+    def pytest_runtest_setup(item):
+        if str(item.fspath).endswith(".ipynb"):
+            os.environ["UNLEARNLIB_SEEDS"] = "0,1"
+
+    @staticmethod
+    def pytest_runtest_teardown(item):
+        if str(item.fspath).endswith(".ipynb"):
+            os.environ.pop("UNLEARNLIB_SEEDS", None)
+
+
 def pytest_configure(config):
     # set before any notebook kernel starts: kernels inherit this process's environment
     os.environ["UNLEARNLIB_OUTPUT_DIR"] = _OUT
     os.environ["UNLEARNLIB_PRESETS"] = os.path.join(_OUT, "presets")
+    config.pluginmanager.register(_NotebookSeeds(), "unlearnlib-notebook-seeds")
 
 
 def pytest_unconfigure(config):
     shutil.rmtree(_OUT, ignore_errors=True)
-
-
-def pytest_runtest_setup(item):
-    # the notebooks nbmake executes run seeds 0 and 1 (notebook.default_seeds), not the profile's
-    # three: the same code on two thirds of the models, to keep CI near 20 minutes
-    if str(item.fspath).endswith(".ipynb"):
-        os.environ["UNLEARNLIB_SEEDS"] = "0,1"
-
-
-def pytest_runtest_teardown(item):
-    if str(item.fspath).endswith(".ipynb"):
-        os.environ.pop("UNLEARNLIB_SEEDS", None)
 
 
 def pytest_collection_modifyitems(config, items):
